@@ -1,0 +1,195 @@
+"""Carrying finished jobs from worker threads back to an eventlet hub.
+
+One channel per hub (per native thread that runs one): a deque of finished
+jobs and a pipe whose read end the hub watches. A worker appends the job,
+then writes one byte only if no wake-up is already pending, so a burst of
+completions costs one ``write`` and one hub wake-up, not one each. The hub
+reads the byte, clears the pending flag and then drains *every* ready job,
+switching to each waiting greenlet in turn.
+
+The race, and why nothing is lost: a worker appends *before* it looks at
+``pending``; the hub clears ``pending`` *before* it drains. A worker that
+sees ``pending`` set therefore appended before the hub cleared it, so the
+drain that follows finds its job. A worker that sees it clear writes a byte,
+at worst one wake-up too many, which drains nothing.
+
+Thread rules: ``deliver`` is called from any thread (it only touches the
+deque, the flag and the pipe). Everything else runs in the hub's thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import weakref
+from collections import deque
+from typing import Any
+
+import greenlet
+from eventlet import hubs
+from eventlet.hubs import hub as hub_base
+
+from . import _job
+from ._native import os
+from .errors import HubChannelError
+
+_hub_local = hubs._threadlocal  # eventlet keeps each thread's hub here
+getcurrent = greenlet.getcurrent
+
+_channels: weakref.WeakSet[HubChannel] = weakref.WeakSet()
+
+
+def _noop(*_args: Any) -> None:
+    pass
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class HubChannel:
+    """The wake-up pipe and ready queue of one hub."""
+
+    __slots__ = (
+        "__weakref__",
+        "_finalizer",
+        "broken",  # the exception that broke the pipe, once it did
+        "drains",  # hub wake-ups that drained the queue
+        "hub",  # the eventlet hub; only its thread uses it
+        "listener",
+        "pending",  # a wake-up byte is in the pipe and not yet read
+        "ready",  # deque of finished jobs: append from any thread, popleft in the hub
+        "rfd",
+        "wfd",
+        "writes",  # wake-up bytes written (for statistics and benchmarks)
+    )
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.ready: deque[_job.Job] = deque()
+        self.pending = False
+        self.broken: BaseException | None = None
+        self.writes = 0
+        self.drains = 0
+        self.rfd, self.wfd = os.pipe()  # not inherited by exec'd children
+        os.set_blocking(self.rfd, False)
+        os.set_blocking(self.wfd, False)
+        self.listener = hub.add(hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
+        self._finalizer = weakref.finalize(self, _close_fds, self.rfd, self.wfd)
+        _channels.add(self)
+
+    # -- any thread -------------------------------------------------------
+    def deliver(self, job: _job.Job) -> None:
+        """Hand a finished job to its waiter's hub. Safe from any thread."""
+        self.ready.append(job)
+        if not self.pending:
+            self.pending = True
+            self.writes += 1
+            try:
+                os.write(self.wfd, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups: the hub will wake anyway
+            except OSError as exc:
+                self.broken = exc
+
+    # -- the hub's thread -------------------------------------------------
+    def _on_readable(self, _fd: int) -> None:
+        try:
+            os.read(self.rfd, 4096)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                self.broken = exc
+        self.pending = False
+        self.drains += 1
+        self.drain()
+
+    def drain(self) -> None:
+        """Switch to the waiter of every ready job. Runs in the hub greenlet."""
+        switch_to_waiters(self.ready.popleft)
+
+    def close(self) -> None:
+        """Stop listening and close the pipe (the hub is going away)."""
+        hub_base.BaseHub.remove(self.hub, self.listener)
+        self._finalizer()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's pipe without touching the poller.
+
+        The child may share its hub's epoll instance with the parent, so the
+        listener is removed from the hub's own tables only (an epoll_ctl would
+        remove the parent's registration too), and the fds are closed.
+        """
+        try:
+            hub_base.BaseHub.remove(self.hub, self.listener)
+        except (KeyError, ValueError):
+            pass
+        self._finalizer()
+        if getattr(self.hub, "_fairpool_channel", None) is self:
+            self.hub._fairpool_channel = None
+        if self.ready:
+            # Calls that finished before the fork: their waiters live on in
+            # this child too, so hand the outcomes over from a hub timer.
+            self.hub.schedule_call_global(0, switch_to_waiters, self.ready.popleft)
+
+
+def switch_to_waiters(pop: Any) -> None:
+    """Give each job ``pop()`` returns to its waiting greenlet, until IndexError.
+
+    Runs in the hub greenlet: each waiter runs until it blocks again, then
+    the hub comes back here for the next one.
+    """
+    while True:
+        try:
+            job = pop()
+        except IndexError:
+            return
+        state = job.state
+        if state == _job.DONE or state == _job.CLOSED:
+            job.state = _job.DELIVERED
+            waiter = job.waiter
+            job.waiter = None
+            if waiter is not None and not waiter.dead:
+                waiter.switch()
+        else:
+            job.drop()  # the caller gave up: its outcome is dropped here
+
+
+def on_hub() -> bool:
+    """Whether the caller should wait green: it runs on an eventlet hub.
+
+    True inside a green thread, or when this thread already has a hub (the
+    main greenlet of a program that uses eventlet). False for a plain native
+    thread, where the caller blocks on a native lock instead.
+    """
+    return getcurrent().parent is not None or getattr(_hub_local, "hub", None) is not None
+
+
+def current_channel() -> HubChannel:
+    """The channel of this thread's hub, made on first use."""
+    hub = hubs.get_hub()
+    channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
+    if channel is None:
+        channel = HubChannel(hub)
+        hub._fairpool_channel = channel
+    return channel
+
+
+def raise_if_broken(channel: HubChannel) -> None:
+    if channel.broken is not None:
+        raise HubChannelError(
+            f"fairpool's wake-up pipe to the eventlet hub failed ({channel.broken!r}); "
+            "results can no longer be handed back to green threads of this hub"
+        ) from channel.broken
+
+
+def _after_fork_in_child() -> None:
+    for channel in list(_channels):
+        channel.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,47 @@
+"""Unpatched native-thread primitives, whatever eventlet.monkey_patch() did.
+
+The rule of the two worlds, kept by every module of fairpool:
+
+* Worker threads are real native threads. They use only the primitives in
+  this module (taken with ``eventlet.patcher.original``), never a patched
+  ``threading``/``queue``/``time.sleep``/``socket``/``os.read``, and never
+  touch an eventlet hub or a green primitive. Doing so from a native thread
+  is what raises "cannot switch to a different thread".
+* Only the thread that runs a hub switches greenlets on it. A worker hands
+  a finished job to a hub through ``_hubchannel.HubChannel.deliver``, which
+  appends to a deque and writes to a pipe: both safe from any thread.
+
+Import everything native from here, so the rule lives in one place.
+"""
+
+from __future__ import annotations
+
+import threading as _threading_now
+import types
+from typing import Any, Callable
+
+from eventlet import patcher
+
+threading: types.ModuleType = patcher.original("threading")
+_thread: types.ModuleType = patcher.original("_thread")
+os: types.ModuleType = patcher.original("os")
+time: types.ModuleType = patcher.original("time")
+
+allocate_lock = _thread.allocate_lock
+get_ident = _thread.get_ident
+monotonic = time.monotonic
+local = threading.local
+
+
+def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -> Any:
+    """Start a native daemon thread and return its Thread object.
+
+    While ``threading`` is not monkey-patched, the real ``threading.Thread``
+    is used, so ``threading.current_thread().name`` and logging's
+    ``%(threadName)s`` show the worker's name. Once it is patched, the
+    original copy is used: the patched one would make a green thread.
+    """
+    module = threading if patcher.is_monkey_patched("thread") else _threading_now
+    thread = module.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread

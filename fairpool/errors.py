@@ -1,0 +1,29 @@
+"""The exceptions fairpool raises. Every one derives from :class:`FairpoolError`."""
+
+from __future__ import annotations
+
+__all__ = ["FairpoolError", "HubChannelError", "PoolClosed", "QueueFull"]
+
+
+class FairpoolError(Exception):
+    """Base class of every error fairpool itself raises."""
+
+
+class PoolClosed(FairpoolError):
+    """The pool was shut down (or the process forked) before the call could be answered.
+
+    Raised at once for a call made after :meth:`fairpool.Pool.shutdown`, and
+    delivered to a caller whose call was still queued or running when a
+    shutdown's timeout ran out or when the process forked.
+    """
+
+
+class QueueFull(FairpoolError):
+    """The pool's queue is at its ``max_queue`` bound and the pool was told to raise."""
+
+
+class HubChannelError(FairpoolError):
+    """The channel that carries results back to an eventlet hub failed.
+
+    The call itself may have run; its result could not be handed back.
+    """
