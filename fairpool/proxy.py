@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import copy
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -165,11 +166,13 @@ class Proxy:
     def __setitem__(self, key: Any, value: Any) -> Any:
         return self._fp_call(self._obj.__setitem__, key, value)
 
+    # eventlet calls obj.__copy__(memo), which fails for a normal __copy__,
+    # and obj.__deepcopy__, which fails for objects without one.
     def __deepcopy__(self, memo: Any = None) -> Any:
-        return self._fp_call(self._obj.__deepcopy__, memo)
+        return self._fp_call(copy.deepcopy, self._obj, memo)
 
-    def __copy__(self, memo: Any = None) -> Any:
-        return self._fp_call(self._obj.__copy__, memo)
+    def __copy__(self) -> Any:
+        return self._fp_call(copy.copy, self._obj)
 
     def __call__(self, *a: Any, **kw: Any) -> Any:
         rv = self._fp_call(self._obj, *a, **kw)

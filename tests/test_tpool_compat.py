@@ -1,0 +1,124 @@
+"""The eventlet.tpool surface: module names, setup/killall, and monkey_patch()."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import eventlet
+import pytest
+from eventlet import tpool as eventlet_tpool
+
+import fairpool
+from fairpool import tpool as fair_tpool
+
+from .conftest import run_script, wait_until
+
+EVENTLET_API = ("execute", "proxy_call", "Proxy", "setup", "killall", "set_num_threads")
+
+
+def test_fairpool_tpool_has_eventlet_tpools_public_names() -> None:
+    assert sorted(fair_tpool.__all__) == sorted(eventlet_tpool.__all__)
+    for name in (*EVENTLET_API, "QUIET", "EXC_CLASSES", "SYS_EXCS"):
+        assert hasattr(fair_tpool, name), name
+
+
+def test_killall_delivers_calls_in_flight_and_setup_may_follow() -> None:
+    fairpool.set_num_threads(2)
+    gts = [eventlet.spawn(fairpool.execute, lambda i=i: (time.sleep(0.01), i)[1]) for i in range(6)]
+    eventlet.sleep(0)  # all six are queued or running
+    fairpool.killall()
+    assert [gt.wait() for gt in gts] == list(range(6))
+    assert fairpool.statistics().threads == 0
+    fairpool.setup()
+    assert fairpool.execute(lambda: "again") == "again"
+    fairpool.killall()
+    assert fairpool.execute(lambda: "without setup") == "without setup"
+
+
+def test_killall_from_a_native_thread_waits_for_queued_calls() -> None:
+    fairpool.set_num_threads(1)
+    done: list[int] = []
+    callers = [threading.Thread(target=lambda i=i: done.append(fairpool.execute(lambda: i))) for i in range(5)]
+    for t in callers:
+        t.start()
+    wait_until(lambda: fairpool.statistics().submitted == 5, what="5 submitted calls")
+    fairpool.killall()
+    for t in callers:
+        t.join(5)
+    assert sorted(done) == list(range(5))
+
+
+def test_monkey_patch_routes_eventlet_tpool_to_fairpool() -> None:
+    from eventlet import tpool as imported_before
+
+    assert not fairpool.is_patched()
+    fairpool.monkey_patch()
+    fairpool.monkey_patch()  # idempotent
+    assert fairpool.is_patched()
+    assert imported_before.execute is fairpool.execute
+    name = eventlet.tpool.execute(lambda: threading.current_thread().name)
+    assert name.startswith("fairpool-default-"), name
+    assert isinstance(eventlet.tpool.Proxy(object()), fairpool.Proxy)
+    fairpool.unpatch()
+    assert not fairpool.is_patched()
+    assert eventlet.tpool.execute is not fairpool.execute
+    assert eventlet.tpool.execute(lambda: 5) == 5
+    eventlet.tpool.killall()
+
+
+def test_eventlets_own_users_of_tpool_run_on_fairpool() -> None:
+    from eventlet import db_pool
+
+    class Connection:
+        def cursor(self) -> str:
+            return threading.current_thread().name
+
+    fake_db = types.ModuleType("fake_db")
+    fake_db.connect = lambda *a, **kw: Connection()  # type: ignore[attr-defined]
+    fairpool.monkey_patch()
+    pool = db_pool.TpooledConnectionPool(fake_db, min_size=0, max_size=1)
+    conn = pool.get()
+    assert isinstance(conn._base, fairpool.Proxy)
+    assert str(conn.cursor()).startswith("fairpool-default-")
+    assert fairpool.statistics().completed >= 2
+
+
+@pytest.mark.parametrize("order", ["fairpool-first", "eventlet-first"])
+def test_a_service_written_for_eventlet_tpool_runs_unchanged_after_monkey_patch(order: str) -> None:
+    first, second = "import fairpool; fairpool.monkey_patch()", "import eventlet; eventlet.monkey_patch()"
+    if order == "eventlet-first":
+        first, second = second, first
+    out = run_script(
+        f"""
+        {first}
+        {second}
+        import threading, time
+        import eventlet
+        from eventlet import tpool
+
+        class Driver:
+            def slow(self, n):
+                time.sleep(0.05)  # green after monkey_patch, but this runs in a native worker
+                return n, threading.current_thread().name
+
+        conn = tpool.Proxy(Driver())
+        ticks = []
+        def ticker():
+            while True:
+                ticks.append(1); eventlet.sleep(0.005)
+        eventlet.spawn(ticker)
+        results = [gt.wait() for gt in [eventlet.spawn(conn.slow, i) for i in range(10)]]
+        assert [n for n, _ in results] == list(range(10)), results
+        assert all(name.startswith("fairpool-default-") for _, name in results), results
+        assert len(ticks) > 3, ticks
+        try:
+            with eventlet.Timeout(0.01):
+                tpool.execute(time.sleep, 1)
+        except eventlet.Timeout:
+            print("timeout ok")
+        print("ok", fairpool.is_patched())
+        """
+    )
+    assert "timeout ok" in out and "ok True" in out, out
