@@ -20,6 +20,7 @@ deque, the flag and the pipe). Everything else runs in the hub's thread.
 from __future__ import annotations
 
 import errno
+import sys
 import weakref
 from collections import deque
 from typing import Any
@@ -86,14 +87,7 @@ class HubChannel:
         """Hand a finished job to its waiter's hub. Safe from any thread."""
         self.ready.append(job)
         if not self.pending:
-            self.pending = True
-            self.writes += 1
-            try:
-                os.write(self.wfd, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full of wake-ups: the hub will wake anyway
-            except OSError as exc:
-                self.broken = exc
+            self.wake()
 
     # -- the hub's thread -------------------------------------------------
     def _on_readable(self, _fd: int) -> None:
@@ -110,7 +104,24 @@ class HubChannel:
 
     def drain(self) -> None:
         """Switch to the waiter of every ready job. Runs in the hub greenlet."""
-        switch_to_waiters(self.ready.popleft)
+        switch_to_waiters(self.hub, self.ready.popleft, self._rewake)
+
+    def _rewake(self) -> None:
+        if self.ready:
+            self.pending = False
+            self.wake()
+
+    def wake(self) -> None:
+        """Make the hub run a drain soon (if no wake-up is pending)."""
+        if not self.pending:
+            self.pending = True
+            self.writes += 1
+            try:
+                os.write(self.wfd, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups: the hub will wake anyway
+            except OSError as exc:
+                self.broken = exc
 
     def close(self) -> None:
         """Stop listening and close the pipe (the hub is going away)."""
@@ -134,14 +145,19 @@ class HubChannel:
         if self.ready:
             # Calls that finished before the fork: their waiters live on in
             # this child too, so hand the outcomes over from a hub timer.
-            self.hub.schedule_call_global(0, switch_to_waiters, self.ready.popleft)
+            self.hub.schedule_call_global(0, switch_to_waiters, self.hub, self.ready.popleft)
 
 
-def switch_to_waiters(pop: Any) -> None:
+def switch_to_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
     """Give each job ``pop()`` returns to its waiting greenlet, until IndexError.
 
     Runs in the hub greenlet: each waiter runs until it blocks again, then
-    the hub comes back here for the next one.
+    the hub comes back here for the next one. A waiter may instead *die*
+    (its green thread ends with an exception): greenlet raises that
+    exception here, in the parent. It is reported as eventlet's hub reports
+    a failing timer, and the drain goes on; if it is KeyboardInterrupt or
+    SystemExit it goes on up to the hub, after ``rewake()`` makes sure the
+    jobs still ready get a wake-up of their own.
     """
     while True:
         try:
@@ -153,8 +169,16 @@ def switch_to_waiters(pop: Any) -> None:
             job.state = _job.DELIVERED
             waiter = job.waiter
             job.waiter = None
-            if waiter is not None and not waiter.dead:
+            if waiter is None or waiter.dead:
+                continue
+            try:
                 waiter.switch()
+            except hub.SYSTEM_EXCEPTIONS:
+                if rewake is not None:
+                    rewake()
+                raise
+            except BaseException:  # noqa: BLE001 - a green thread died; the hub reports it
+                hub.squelch_generic_exception(sys.exc_info())
         else:
             job.drop()  # the caller gave up: its outcome is dropped here
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading as _threading_now
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from eventlet import patcher
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +45,7 @@ def ticks_during(call: Callable[[], Any], period: float = 0.01) -> tuple[int, fl
     end = time.monotonic()
     t.kill()
     points = [start, *[s for s in stamps if start <= s <= end], end]
-    return len(points) - 2, max(b - a for a, b in zip(points, points[1:], strict=False))
+    return len(points) - 2, max(b - a for a, b in itertools.pairwise(points))
 
 
 def burst_then_one(execute: Callable[..., Any], use_lanes: bool) -> float:

@@ -523,7 +523,7 @@ class _Core:
             channel = job.channel
             if channel is not None:
                 # The parent's pipe is gone: resume the waiter from a hub timer.
-                channel.hub.schedule_call_global(0, _hubchannel.switch_to_waiters, [job].pop)
+                channel.hub.schedule_call_global(0, _hubchannel.switch_to_waiters, channel.hub, [job].pop)
             elif job.done_lock is not None:
                 job.done_lock = None  # its thread did not survive the fork
             elif job.future is not None:

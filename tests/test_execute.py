@@ -188,7 +188,7 @@ class _Boom(Exception):
 def test_nothing_keeps_the_arguments_or_result_after_delivery(pool: fairpool.Pool) -> None:
     arg, result = _Token(), _Token()
     arg_ref, result_ref = weakref.ref(arg), weakref.ref(result)
-    assert pool.execute(lambda a: result, arg) is result
+    assert pool.execute(lambda a: result_ref(), arg) is result
     del arg, result
     gc.collect()
     assert arg_ref() is None, "the pool kept the call's argument alive"
@@ -302,3 +302,24 @@ def test_the_wakeup_channel_is_a_pipe_not_a_socket(pool: fairpool.Pool) -> None:
     channel = _hubchannel.current_channel()
     assert stat.S_ISFIFO(os.fstat(channel.rfd).st_mode)
     assert stat.S_ISFIFO(os.fstat(channel.wfd).st_mode)
+
+
+def test_a_green_thread_dying_of_its_calls_exception_does_not_stop_later_results(
+    pool: fairpool.Pool,
+) -> None:
+    # Resuming a waiter that then dies raises its exception in the hub, inside the
+    # wake-up handler; the handler must survive it, or every later result is stranded.
+    from eventlet import hubs
+
+    hub = hubs.get_hub()
+    hub.debug_exceptions = False  # the dying thread's traceback is expected here
+    try:
+        dying = [eventlet.spawn(pool.execute, lambda: 1 / 0) for _ in range(3)]
+        living = [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(3)]
+        for gt in dying:
+            with pytest.raises(ZeroDivisionError):
+                gt.wait()
+        assert [gt.wait() for gt in living] == [0, 1, 2]
+        assert pool.execute(lambda: "still delivered") == "still delivered"
+    finally:
+        hub.debug_exceptions = True

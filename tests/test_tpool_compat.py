@@ -40,7 +40,9 @@ def test_killall_delivers_calls_in_flight_and_setup_may_follow() -> None:
 def test_killall_from_a_native_thread_waits_for_queued_calls() -> None:
     fairpool.set_num_threads(1)
     done: list[int] = []
-    callers = [threading.Thread(target=lambda i=i: done.append(fairpool.execute(lambda: i))) for i in range(5)]
+    callers = [
+        threading.Thread(target=lambda i=i: done.append(fairpool.execute(lambda: i))) for i in range(5)
+    ]
     for t in callers:
         t.start()
     wait_until(lambda: fairpool.statistics().submitted == 5, what="5 submitted calls")

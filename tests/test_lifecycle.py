@@ -1,0 +1,281 @@
+"""Bounds, shutdown, interpreter exit, fork, and statistics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import eventlet
+import pytest
+
+import fairpool
+from fairpool import PoolClosed, QueueFull
+
+from .conftest import run_script, wait_until
+
+# -- backpressure -----------------------------------------------------------
+
+
+def test_a_full_queue_raises_queue_full_naming_the_pool_and_bound(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="bounded", max_queue=2, on_full="raise")
+    try:
+        busy = eventlet.spawn(pool.execute, gate.wait, 10)
+        wait_until(lambda: pool.statistics().busy == 1, what="the worker to be busy")
+        queued = [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(2)]
+        eventlet.sleep(0)
+        with pytest.raises(QueueFull, match="pool 'bounded' has 2 calls queued, its max_queue bound"):
+            pool.execute(int)
+        gate.set()
+        assert busy.wait() is True and [gt.wait() for gt in queued] == [0, 1]
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_callers_wait_while_the_queue_is_full_and_nothing_is_lost(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=2, name="waits", max_queue=3)
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, pool.statistics().queued)
+            eventlet.sleep(0.001)
+
+    watcher = eventlet.spawn(watch)
+    try:
+        busy = [eventlet.spawn(pool.execute, gate.wait, 10) for _ in range(2)]
+        wait_until(lambda: pool.statistics().busy == 2, what="both workers busy")
+        green = [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(20)]
+        native_results: list[int] = []
+        natives = [
+            threading.Thread(target=lambda i=i: native_results.append(pool.execute(lambda: 100 + i)))
+            for i in range(5)
+        ]
+        for t in natives:
+            t.start()
+        wait_until(lambda: pool.statistics().waiting_admission == 22, what="22 callers held back")
+        gate.set()
+        assert [gt.wait() for gt in green] == list(range(20))
+        for t in natives:
+            t.join(10)
+        assert sorted(native_results) == [100, 101, 102, 103, 104]
+        assert peak <= 3, f"the queue held {peak} calls; its bound is 3"
+        for gt in busy:
+            gt.wait()
+    finally:
+        watcher.kill()
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_queue": 0}, "max_queue must be an int >= 1 or None, got 0"),
+        ({"on_full": "drop"}, "on_full must be 'wait' or 'raise', got 'drop'"),
+        ({"policy": "lifo"}, "policy must be one of \\['fair', 'fifo'\\], got 'lifo'"),
+        ({"stats_interval": 0}, "stats_interval must be a number > 0 or None, got 0"),
+        ({"name": ""}, "name must be a non-empty string, got ''"),
+        ({"lane_key": "tenant"}, "lane_key must be callable or None, got 'tenant'"),
+    ],
+)
+def test_bad_pool_arguments_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fairpool.Pool(**kwargs)
+
+
+# -- shutdown ---------------------------------------------------------------
+
+
+def test_shutdown_runs_queued_calls_then_refuses_new_ones() -> None:
+    pool = fairpool.Pool(threads=1, name="closing")
+    gts = [eventlet.spawn(pool.execute, lambda i=i: (time.sleep(0.005), i)[1]) for i in range(5)]
+    eventlet.sleep(0)
+    pool.shutdown()
+    assert [gt.wait() for gt in gts] == list(range(5))
+    assert pool.statistics().threads == 0
+    with pytest.raises(PoolClosed, match="pool 'closing' is shut down"):
+        pool.execute(int)
+    with pytest.raises(PoolClosed):
+        pool.submit(int)
+
+
+def test_shutdown_timeout_answers_whatever_is_left_with_pool_closed(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="stuck")
+    running = eventlet.spawn(pool.execute, gate.wait, 30)
+    wait_until(lambda: pool.statistics().busy == 1, what="the stuck call")
+    queued = eventlet.spawn(pool.execute, int)
+    native_out: list[BaseException] = []
+
+    def native() -> None:
+        try:
+            pool.execute(int)
+        except PoolClosed as exc:
+            native_out.append(exc)
+
+    t = threading.Thread(target=native)
+    t.start()
+    wait_until(lambda: pool.statistics().queued == 2, what="two queued calls")
+    pool.shutdown(timeout=0.1)
+    for gt in (running, queued):
+        with pytest.raises(PoolClosed, match="timeout"):
+            gt.wait()
+    t.join(5)
+    assert len(native_out) == 1
+    assert pool.statistics().closed == 3
+
+
+def test_shutdown_from_a_native_thread_with_a_stuck_call_returns() -> None:
+    pool = fairpool.Pool(threads=1, name="native-stuck")
+    gate = threading.Event()
+    fut = pool.submit(gate.wait, 30)
+    wait_until(lambda: pool.statistics().busy == 1, what="the stuck call")
+    pool.shutdown(timeout=0.05)
+    with pytest.raises(PoolClosed):
+        fut.result(1)
+    gate.set()
+
+
+def test_a_process_whose_last_call_is_stuck_in_c_exits() -> None:
+    # eventlet issue 989: tpool's atexit killall joins a thread stuck in C forever.
+    code = textwrap.dedent(
+        """
+        import ctypes, eventlet, fairpool
+        libc = ctypes.CDLL(None)
+        eventlet.spawn(fairpool.execute, libc.sleep, 1000)
+        eventlet.sleep(0.1)
+        pool = fairpool.Pool(threads=1, name="other")
+        pool.submit(libc.sleep, 1000)
+        print("main code ended", flush=True)
+        """
+    )
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "main code ended" in proc.stdout
+    assert took < 20, f"the process took {took:.1f}s to exit with a call stuck in C"
+
+
+# -- fork -------------------------------------------------------------------
+
+
+def test_a_forked_child_gets_a_fresh_pool_sharing_no_fd_or_thread() -> None:
+    out = run_script(
+        """
+        import os, threading, eventlet, fairpool
+        from fairpool import _hubchannel
+
+        def pipe_inodes():
+            out = set()
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    st = os.fstat(int(fd))
+                except OSError:
+                    continue
+                out.add(st.st_ino)
+            return out
+
+        fairpool.set_num_threads(3)
+        for gt in [eventlet.spawn(fairpool.execute, eventlet.patcher.original("time").sleep, 0.05)
+                   for _ in range(3)]:
+            gt.wait()
+        parent_pipe = os.fstat(_hubchannel.current_channel().rfd).st_ino
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                name = fairpool.execute(lambda: threading.current_thread().name)
+                child_pipe = os.fstat(_hubchannel.current_channel().rfd).st_ino
+                checks = [
+                    name.startswith("fairpool-default-"),
+                    child_pipe != parent_pipe,
+                    parent_pipe not in pipe_inodes(),
+                    len(os.listdir("/proc/self/task")) == 2,  # the main thread and one new worker
+                ]
+                os.write(w, str(checks).encode())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        print(os.read(r, 100).decode())
+        print(fairpool.execute(lambda: "parent fine"))
+        """
+    )
+    assert out.splitlines() == ["[True, True, True, True]", "parent fine"], out
+
+
+def test_fork_while_calls_are_in_flight_answers_the_child_s_waiters() -> None:
+    out = run_script(
+        """
+        import os, threading, time, eventlet, fairpool
+        from fairpool import PoolClosed
+
+        gate = threading.Event()
+        fairpool.set_num_threads(1)
+        running = eventlet.spawn(fairpool.execute, gate.wait, 5)
+        queued = eventlet.spawn(fairpool.execute, lambda: "queued result")
+        eventlet.sleep(0.05)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                outcomes = []
+                for gt in (running, queued):
+                    try:
+                        outcomes.append(repr(gt.wait()))
+                    except PoolClosed:
+                        outcomes.append("PoolClosed")
+                outcomes.append(fairpool.execute(lambda: "child call"))
+                os.write(w, " ".join(outcomes).encode())
+            finally:
+                os._exit(0)
+        gate.set()
+        print(running.wait(), queued.wait())
+        os.waitpid(pid, 0)
+        print(os.read(r, 200).decode())
+        """
+    )
+    parent, child = out.strip().splitlines()
+    assert parent == "True queued result"
+    assert child == "PoolClosed PoolClosed child call"
+
+
+# -- statistics -------------------------------------------------------------
+
+
+def test_statistics_count_what_happened(pool: fairpool.Pool) -> None:
+    pool.execute(time.sleep, 0.01)
+    with pytest.raises(ZeroDivisionError):
+        pool.execute(lambda: 1 / 0)
+    stats = pool.statistics()
+    assert (stats.submitted, stats.completed, stats.failed) == (2, 1, 1)
+    assert stats.run_max >= 0.01 and stats.run_p50 <= stats.run_p99 <= stats.run_max
+    assert stats.wait_p50 <= stats.wait_p99 <= stats.wait_max
+    assert stats.threads >= 1 and stats.busy == 0 and stats.size == 4
+    with pytest.raises(AttributeError):
+        stats.busy = 3  # type: ignore[misc]
+    assert fairpool.statistics().name == "default"
+
+
+def test_stats_interval_logs_a_line_periodically(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fairpool")
+    pool = fairpool.Pool(threads=1, name="logged", stats_interval=0.02)
+    try:
+        pool.execute(int)
+        wait_until(lambda: "fairpool pool 'logged'" in caplog.text, what="a statistics log line")
+        assert "completed=1" in caplog.text
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_fds_are_not_leaked_by_pools_coming_and_going() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(20):
+        p = fairpool.Pool(threads=2, name=f"tmp{i}")
+        p.execute(int)
+        p.shutdown()
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
