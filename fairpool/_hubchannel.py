@@ -190,7 +190,27 @@ def on_hub() -> bool:
     main greenlet of a program that uses eventlet). False for a plain native
     thread, where the caller blocks on a native lock instead.
     """
-    return getcurrent().parent is not None or getattr(_hub_local, "hub", None) is not None
+    return getcurrent().parent is not None or _hub_dict().get("hub") is not None
+
+
+def green_channel() -> HubChannel | None:
+    """This thread's hub channel if the caller should wait green (see :func:`on_hub`), else None."""
+    hub = _hub_dict().get("hub")
+    if hub is None:
+        if getcurrent().parent is None:
+            return None
+        hub = hubs.get_hub()
+    channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
+    if channel is None:
+        channel = current_channel()
+    if channel.broken is not None:
+        raise_if_broken(channel)
+    return channel
+
+
+def _hub_dict() -> dict[str, Any]:
+    d: dict[str, Any] = _hub_local.__dict__  # this thread's attributes of eventlet's thread-local
+    return d
 
 
 def current_channel() -> HubChannel:

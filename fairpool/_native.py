@@ -31,7 +31,7 @@ time: types.ModuleType = patcher.original("time")
 allocate_lock = _thread.allocate_lock
 get_ident = _thread.get_ident
 monotonic = time.monotonic
-local = threading.local
+local: type[_threading_now.local] = threading.local  # the unpatched class, typed as the real one
 
 
 def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -> Any:

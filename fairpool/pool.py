@@ -54,7 +54,13 @@ log = logging.getLogger("fairpool")
 #: eventlet.tpool's default size, kept so a drop-in pool behaves the same.
 DEFAULT_THREADS = 20
 
-_worker_local = local()  # .core: the _Core whose worker this native thread is
+
+class _WorkerLocal(local):
+    core: _Core | None = None  # the _Core whose worker this native thread is
+
+
+_worker_local = _WorkerLocal()
+_lock_held = _imp.lock_held
 _cores: weakref.WeakSet[_Core] = weakref.WeakSet()
 _EXIT = object()
 
@@ -89,6 +95,7 @@ class _Core:
         max_queue: int | None,
         on_full: str,
         size_source: str,
+        batch_scheduling: bool,
     ) -> None:
         self.name = name
         self.size = size
@@ -96,6 +103,7 @@ class _Core:
         self.lane_key = lane_key
         self.max_queue = max_queue
         self.raise_when_full = on_full == "raise"
+        self.batch_scheduling = batch_scheduling
         self.lock = allocate_lock()
         queue_type = POLICIES[policy]
         self.queue: FairQueue[Job] | FifoQueue[Job] = queue_type()
@@ -125,14 +133,36 @@ class _Core:
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
 
     def execute(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self._check_call(fn)
-        if getattr(_worker_local, "core", None) is self or _imp.lock_held() or self.size == 0:
+        # The hot path: every pool call of a service comes through here, so the
+        # small helpers are written out inline.
+        if self.closed or not callable(fn):
+            self._check_call(fn)
+        if _worker_local.core is self or self.size == 0 or _lock_held():
             return self._run_inline(fn, args, kwargs)
         job = Job(fn, args, kwargs, DEFAULT_LANE)
-        self._set_lane(job)
-        if _hubchannel.on_hub():
-            return self._wait_green(job)
-        return self._wait_native(job)
+        entry = _current.get()
+        if entry is not None:
+            job.lane = entry[0]
+            job.weight = entry[1]
+        elif self.lane_key is not None:
+            self._lane_from_key(job)
+        channel = _hubchannel.green_channel()
+        if channel is None:
+            return self._wait_native(job)
+        # Wait green: the hub runs other green threads until the channel
+        # switches back here with the outcome.
+        job.waiter = _hubchannel.getcurrent()
+        job.channel = channel
+        self.submit_job(job)
+        switch = channel.hub.switch
+        try:
+            while job.state != _job.DELIVERED:
+                switch()
+        except BaseException:
+            # Killed (GreenletExit) or timed out (eventlet.Timeout) while waiting.
+            self.cancel(job)
+            raise
+        return job.unwrap()
 
     def _run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.size == 0 and not self.warned_zero:
@@ -152,25 +182,13 @@ class _Core:
             job.lane = entry[0]
             job.weight = entry[1]
         elif self.lane_key is not None:
-            name = self.lane_key()
-            if name is not None:
-                job.lane = check_lane_name(name, "the lane_key result")
+            self._lane_from_key(job)
 
-    def _wait_green(self, job: Job) -> Any:
-        channel = _hubchannel.current_channel()
-        _hubchannel.raise_if_broken(channel)
-        job.waiter = _hubchannel.getcurrent()
-        job.channel = channel
-        self.submit_job(job)
-        switch = channel.hub.switch
-        try:
-            while job.state != _job.DELIVERED:
-                switch()
-        except BaseException:
-            # Killed (GreenletExit) or timed out (eventlet.Timeout) while waiting.
-            self.cancel(job)
-            raise
-        return job.unwrap()
+    def _lane_from_key(self, job: Job) -> None:
+        assert self.lane_key is not None
+        name = self.lane_key()
+        if name is not None:
+            job.lane = check_lane_name(name, "the lane_key result")
 
     def _wait_native(self, job: Job) -> Any:
         done = job.done_lock = allocate_lock()
@@ -192,7 +210,7 @@ class _Core:
         # The future is settled from a worker thread: give it a native
         # condition even if eventlet.monkey_patch() made threading green.
         future._condition = threading.Condition()
-        if getattr(_worker_local, "core", None) is self or self.size == 0:
+        if _worker_local.core is self or self.size == 0:
             future.set_running_or_notify_cancel()
             try:
                 future.set_result(self._run_inline(fn, args, kwargs))
@@ -214,8 +232,9 @@ class _Core:
     def submit_job(self, job: Job) -> None:
         """Queue a job (or hold it for admission) and make sure a worker will take it."""
         job.t_queued = monotonic()
-        tracer = self.tracer
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.closed:
                 raise self._closed_error()
             if self.max_queue is not None and len(self.queue) >= self.max_queue:
@@ -229,7 +248,13 @@ class _Core:
                 job.admitted = True
                 self.queue.put(job, job.weight)
             self.submitted += 1
-            self._dispatch_locked()
+            if self.idle:
+                self.idle.pop().wake.release()
+            elif len(self.workers) < self.size:
+                self._spawn_locked()
+        finally:
+            lock.release()
+        tracer = self.tracer
         if tracer is not None:
             tracer.pool_submitted(self, job)
 
@@ -297,6 +322,8 @@ class _Core:
     # ------------------------------------------------------------------
     def _worker_main(self, worker: _Worker) -> None:
         _worker_local.core = self
+        if self.batch_scheduling:
+            _set_batch_scheduling()
         lock = self.lock
         job: Job | object | None = None
         try:
@@ -566,6 +593,14 @@ class _Core:
         )
 
 
+def _set_batch_scheduling() -> None:
+    """Put the calling thread under SCHED_BATCH: no wake-up preemption (Linux only)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: scheduling stays as it was
+
+
 def _join(threads: list[Any], deadline: float | None) -> None:
     """Wait for threads to end, green if the caller is on a hub, native otherwise."""
     if _hubchannel.on_hub():
@@ -606,6 +641,11 @@ class Pool:
             (:class:`fairpool.QueueFull`).
         stats_interval: If set, log :meth:`statistics` every that many
             seconds at INFO on the ``fairpool`` logger.
+        batch_scheduling: Run the workers under Linux's ``SCHED_BATCH``
+            policy, so that a worker woken with a call does not preempt the
+            hub's thread, only to wait for the GIL that thread holds. It
+            halves the round trip on a busy CPU; the workers' share of CPU
+            time is unchanged. Threads started inside a call inherit it.
 
     Raises:
         ValueError: An argument is out of range; the message names it.
@@ -621,6 +661,7 @@ class Pool:
         max_queue: int | None = None,
         on_full: Literal["wait", "raise"] = "wait",
         stats_interval: float | None = None,
+        batch_scheduling: bool = True,
         _size_source: str = "threads",
     ) -> None:
         _check_size(threads, "threads")
@@ -641,7 +682,9 @@ class Pool:
             or not stats_interval > 0
         ):
             raise ValueError(f"stats_interval must be a number > 0 or None, got {stats_interval!r}")
-        self._core = _Core(name, threads, policy, lane_key, max_queue, on_full, _size_source)
+        self._core = _Core(
+            name, threads, policy, lane_key, max_queue, on_full, _size_source, bool(batch_scheduling)
+        )
         self.name = name
         self.policy = policy
         self.max_queue = max_queue
@@ -787,7 +830,7 @@ def _start_stats_logger(pool_ref: weakref.ref[Pool], interval: float) -> None:
 
 
 def _after_fork_in_child() -> None:
-    _worker_local.__dict__.clear()
+    _worker_local.core = None
     for core in list(_cores):
         core.after_fork_in_child()
 
