@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading as _threading_now
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventlet import patcher
 
@@ -31,7 +31,10 @@ time: types.ModuleType = patcher.original("time")
 allocate_lock = _thread.allocate_lock
 get_ident = _thread.get_ident
 monotonic = time.monotonic
-local: type[_threading_now.local] = threading.local  # the unpatched class, typed as the real one
+if TYPE_CHECKING:
+    from threading import local as local
+else:
+    local = threading.local
 
 
 def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -> Any:
