@@ -1,0 +1,57 @@
+"""Benchmark plumbing: run a measurement in a fresh (optionally pinned) process, keep its JSON.
+
+    python -m pytest bench                 # quick mode, fit for CI
+    python -m pytest bench --bench-full    # the long run behind docs/benchmarks.md
+
+Results go to bench/results/latest/ (quick) or bench/results/full/ (full);
+``python -m bench.report`` prints them as tables of ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--bench-full", action="store_true", help="run the long benchmarks (published numbers)")
+
+
+@pytest.fixture(scope="session")
+def full(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--bench-full"))
+
+
+@pytest.fixture(scope="session")
+def measure(full: bool) -> Any:
+    """``measure(name, pinned=False)``: run ``bench.measure NAME`` in a fresh process; returns its JSON."""
+    out_dir = RESULTS / ("full" if full else "latest")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(name: str, pinned: bool = False) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "bench.measure", name] + (["--full"] if full else [])
+        if pinned:
+            taskset = shutil.which("taskset")
+            if taskset is None:
+                pytest.skip("taskset (util-linux) is not installed: cannot pin to one CPU")
+            cmd = [taskset, "-c", "0", *cmd]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600, env=env)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
+        result: dict[str, Any] = json.loads(proc.stdout)
+        result["pinned"] = pinned
+        key = f"{name}_pinned" if pinned else name
+        (out_dir / f"{key}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        return result
+
+    return run

@@ -1,0 +1,401 @@
+"""The benchmark measurements. Each runs in a fresh process and prints JSON.
+
+    python -m bench.measure NAME [--full]
+
+Designs are always measured side by side in one process, rounds interleaved,
+and reported as medians, so a noisy machine moves them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+warnings.simplefilter("ignore")  # eventlet's deprecation notice
+
+import eventlet  # noqa: E402
+from eventlet import patcher  # noqa: E402
+from eventlet import tpool as eventlet_tpool  # noqa: E402
+
+import fairpool  # noqa: E402
+from fairpool.demo import ticks_during  # noqa: E402
+
+from . import clib  # noqa: E402
+from .legacy import PerThreadQueuePool  # noqa: E402
+
+native_threading = patcher.original("threading")
+FULL = False
+
+
+def pick(quick: Any, full: Any) -> Any:
+    return full if FULL else quick
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+# -- per-call cost ----------------------------------------------------------
+
+
+def _sequential(execute: Callable[..., Any], fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    perf = time.perf_counter
+    for _ in range(n):
+        t = perf()
+        execute(fn)
+        out.append(perf() - t)
+    return out
+
+
+def _ping_pong(n: int) -> list[float]:
+    """The floor: a round trip between two native threads with threading.Event."""
+    a, b = native_threading.Event(), native_threading.Event()
+    stop = [False]
+
+    def other() -> None:
+        while True:
+            a.wait()
+            a.clear()
+            if stop[0]:
+                return
+            b.set()
+
+    t = native_threading.Thread(target=other, daemon=True)
+    t.start()
+    out = []
+    perf = time.perf_counter
+    for _ in range(n):
+        s = perf()
+        a.set()
+        b.wait()
+        b.clear()
+        out.append(perf() - s)
+    stop[0] = True
+    a.set()
+    t.join()
+    return out
+
+
+def round_trip() -> dict[str, Any]:
+    """Sequential round trip of a no-op C call from a green thread."""
+    noop = clib.lib().fp_noop
+    rounds, n = pick(5, 15), pick(2000, 5000)
+    eventlet.sleep(0)  # a hub exists: both pools' callers wait green
+    fairpool.execute(noop)
+    eventlet_tpool.execute(noop)
+    samples: dict[str, list[float]] = {"fairpool": [], "eventlet": [], "floor": []}
+    per_round: dict[str, list[float]] = {k: [] for k in samples}
+    for _ in range(rounds):
+        for name, run in (
+            ("fairpool", lambda: _sequential(fairpool.execute, noop, n)),
+            ("eventlet", lambda: _sequential(eventlet_tpool.execute, noop, n)),
+            ("floor", lambda: _ping_pong(n)),
+        ):
+            s = run()
+            samples[name] += s
+            per_round[name].append(median(s))
+    ratios_ev = [f / e for f, e in zip(per_round["fairpool"], per_round["eventlet"], strict=True)]
+    ratios_floor = [f / e for f, e in zip(per_round["fairpool"], per_round["floor"], strict=True)]
+    return {
+        "calls_per_design": rounds * n,
+        "median_us": {k: median(v) * 1e6 for k, v in samples.items()},
+        "p99_us": {k: pct(v, 0.99) * 1e6 for k, v in samples.items()},
+        "ratio_to_eventlet": median(ratios_ev),
+        "ratio_to_floor": median(ratios_floor),
+    }
+
+
+def _throughput(
+    execute: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...], callers: int, per_caller: int
+) -> float:
+    def caller() -> None:
+        for _ in range(per_caller):
+            execute(fn, *args)
+
+    t = time.perf_counter()
+    threads = [eventlet.spawn(caller) for _ in range(callers)]
+    for gt in threads:
+        gt.wait()
+    return callers * per_caller / (time.perf_counter() - t)
+
+
+def throughput_noop() -> dict[str, Any]:
+    """Calls per second with 200 concurrent green callers of a no-op."""
+    noop = clib.lib().fp_noop
+    rounds, per_caller = pick(3, 7), pick(25, 100)
+    rates: dict[str, list[float]] = {"fairpool": [], "eventlet": []}
+    fairpool.execute(noop)
+    eventlet_tpool.execute(noop)
+    for _ in range(rounds):
+        rates["fairpool"].append(_throughput(fairpool.execute, noop, (), 200, per_caller))
+        rates["eventlet"].append(_throughput(eventlet_tpool.execute, noop, (), 200, per_caller))
+    ratios = [f / e for f, e in zip(rates["fairpool"], rates["eventlet"], strict=True)]
+    return {
+        "calls_per_round": 200 * per_caller,
+        "calls_per_s": {k: median(v) for k, v in rates.items()},
+        "ratio_to_eventlet": median(ratios),
+    }
+
+
+def throughput_1ms() -> dict[str, Any]:
+    """1 ms GIL-releasing calls, 20 threads, 200 green callers, as a share of the ceiling.
+
+    The ceiling: 20 native threads making the same calls directly, no hand-off.
+    """
+    sleep_us = clib.lib().fp_sleep_us
+    rounds, per_caller = pick(3, 5), pick(10, 40)
+    total = 200 * per_caller
+    fairpool.set_num_threads(20)
+    eventlet_tpool.set_num_threads(20)
+    fairpool.execute(int)
+    eventlet_tpool.execute(int)
+
+    def ceiling() -> float:
+        def work() -> None:
+            for _ in range(total // 20):
+                sleep_us(1000)
+
+        threads = [native_threading.Thread(target=work) for _ in range(20)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return total / (time.perf_counter() - t)
+
+    shares: dict[str, list[float]] = {"fairpool": [], "eventlet": []}
+    ceil_rates = []
+    for _ in range(rounds):
+        c = ceiling()
+        ceil_rates.append(c)
+        shares["fairpool"].append(_throughput(fairpool.execute, sleep_us, (1000,), 200, per_caller) / c)
+        shares["eventlet"].append(_throughput(eventlet_tpool.execute, sleep_us, (1000,), 200, per_caller) / c)
+    return {
+        "calls_per_round": total,
+        "ceiling_calls_per_s": median(ceil_rates),
+        "share_of_ceiling": {k: median(v) for k, v in shares.items()},
+    }
+
+
+# -- green-thread blocking --------------------------------------------------
+
+
+def blocking() -> dict[str, Any]:
+    """The longest stall of a 5 ms ticker green thread while a 200 ms C call runs."""
+    sleep_us = clib.lib().fp_sleep_us
+    rounds = pick(3, 10)
+    designs: dict[str, Callable[[], Any]] = {
+        "direct": lambda: sleep_us(200_000),
+        "eventlet": lambda: eventlet_tpool.execute(sleep_us, 200_000),
+        "fairpool": lambda: fairpool.execute(sleep_us, 200_000),
+    }
+    stalls: dict[str, list[float]] = {k: [] for k in designs}
+    for _ in range(rounds):
+        for name, call in designs.items():
+            _, longest_gap = ticks_during(call, period=0.005)
+            stalls[name].append(longest_gap)
+    return {"max_stall_ms": {k: median(v) * 1e3 for k, v in stalls.items()}, "call_ms": 200}
+
+
+# -- queue imbalance --------------------------------------------------------
+
+
+def _idle_while_waiting(records: list[tuple[float, float, float]], nthreads: int) -> float:
+    """Worker-seconds idle while some call waited: the integral of min(idle, waiting)."""
+    events: list[tuple[float, int, int]] = []  # (time, d_waiting, d_busy)
+    for queued, started, ended in records:
+        events += [(queued, 1, 0), (started, -1, 1), (ended, 0, -1)]
+    events.sort()
+    waiting = busy = 0
+    total = 0.0
+    last = events[0][0]
+    for t, dw, db in events:
+        total += (t - last) * min(max(nthreads - busy, 0), waiting)
+        waiting += dw
+        busy += db
+        last = t
+    return total
+
+
+def imbalance() -> dict[str, Any]:
+    """20 threads, 20 callers with one call each: 17 of 10 ms and 3 of 500 ms, shuffled."""
+    sleep_us = clib.lib().fp_sleep_us
+    trials = pick(8, 40)
+    durations = [10_000] * 17 + [500_000] * 3
+    random.Random(1).shuffle(durations)
+    legacy = PerThreadQueuePool(20)
+    fifo_pool = fairpool.Pool(threads=20, name="fifo", policy="fifo")
+    fair_pool = fairpool.Pool(threads=20, name="fair")
+    eventlet_tpool.set_num_threads(20)
+    designs: dict[str, Callable[..., Any]] = {
+        "per-thread queues (eventlet 2010-2013)": legacy.execute,
+        "eventlet.tpool (global FIFO)": eventlet_tpool.execute,
+        "fairpool fifo": fifo_pool.execute,
+        "fairpool fair": fair_pool.execute,
+    }
+    for execute in designs.values():  # start every worker thread
+        for gt in [eventlet.spawn(execute, sleep_us, 20_000) for _ in range(40)]:
+            gt.wait()
+    out: dict[str, dict[str, Any]] = {}
+    per: dict[str, dict[str, list[float]]] = {k: {"done": [], "slow": [], "idle": []} for k in designs}
+    for _ in range(trials):
+        for name, execute in designs.items():
+            records: list[tuple[float, float, float]] = []
+            done: list[float] = []
+            start = time.perf_counter()
+
+            def caller(
+                us: int,
+                execute: Callable[..., Any] = execute,
+                records: Any = records,
+                done: list[float] = done,
+                start: float = start,
+            ) -> None:
+                queued = time.perf_counter()
+                span: list[float] = []
+
+                def timed() -> None:
+                    span.append(time.perf_counter())
+                    sleep_us(us)
+                    span.append(time.perf_counter())
+
+                execute(timed)
+                records.append((queued, span[0], span[1]))
+                done.append((time.perf_counter() - start, us))  # type: ignore[arg-type]
+
+            gts = [eventlet.spawn(caller, us) for us in durations]
+            for gt in gts:
+                gt.wait()
+            completions = [t for t, _ in done]  # type: ignore[misc]
+            per[name]["done"] += completions
+            per[name]["slow"].append(sum(1 for t, us in done if us == 10_000 and t > 0.1))  # type: ignore[misc]
+            per[name]["idle"].append(_idle_while_waiting(records, 20))
+    for name, d in per.items():
+        out[name] = {
+            "median_completion_ms": median(d["done"]) * 1e3,
+            "max_completion_ms": max(d["done"]) * 1e3,
+            "slow_10ms_callers_per_trial": median(d["slow"]),
+            "slow_10ms_callers_total": sum(d["slow"]),
+            "idle_worker_s_while_waiting_per_trial": median(d["idle"]),
+        }
+    legacy.close()
+    fifo_pool.shutdown()
+    fair_pool.shutdown()
+    return {"trials": trials, "longest_call_ms": 500, "designs": out}
+
+
+# -- the boot storm ---------------------------------------------------------
+
+
+def bootstorm() -> dict[str, Any]:
+    """N parallel simulated VM creations, as in "Scaling the Boot Barrier".
+
+    A boot: accounting updates under a per-host lock (each a 10 ms RPC; 3 of
+    them, 2 being the no-op updates the talk removed), then 30 short calls
+    (0.5 ms) into the C library under its global mutex, with 3 long calls
+    (60 ms, no mutex) among them. Pool size 20. The "+ audit" designs run a
+    periodic audit that queues 100 calls of 4 ms every 100 ms.
+    """
+    lib = clib.lib()
+    ns = pick([1, 5, 20, 40], [1, 2, 5, 10, 20, 40])
+    legacy = PerThreadQueuePool(20)
+    eventlet_tpool.set_num_threads(20)
+    fair = fairpool.Pool(threads=20, name="boot")
+
+    def lanes_execute(fn: Callable[..., Any], *args: Any) -> Any:
+        with fairpool.lane("boot"):
+            return fair.execute(fn, *args)
+
+    designs: dict[str, tuple[Callable[..., Any], bool, int]] = {
+        # name: (execute, audit running, accounting updates per boot)
+        "per-thread queues": (legacy.execute, False, 3),
+        "eventlet.tpool": (eventlet_tpool.execute, False, 3),
+        "fairpool": (fair.execute, False, 3),
+        "fairpool, no-op updates removed": (fair.execute, False, 1),
+        "eventlet.tpool + audit": (eventlet_tpool.execute, True, 3),
+        "fairpool + audit": (fair.execute, True, 3),
+        "fairpool, boots in own lane + audit": (lanes_execute, True, 3),
+    }
+
+    def boot(execute: Callable[..., Any], acct: Any, updates: int) -> float:
+        start = time.perf_counter()
+        for _ in range(updates):
+            with acct:
+                eventlet.sleep(0.010)  # the RPC to the conductor, under the host lock
+        for i in range(30):
+            execute(lib.fp_locked_sleep_us, 500)
+            if i % 10 == 5:
+                execute(lib.fp_sleep_us, 60_000)
+        return time.perf_counter() - start
+
+    def audit(execute: Callable[..., Any], stop: list[bool], use_lane: bool) -> None:
+        def one() -> None:
+            if use_lane:
+                with fairpool.lane("audit"):
+                    fair.execute(lib.fp_sleep_us, 4000)
+            else:
+                execute(lib.fp_sleep_us, 4000)
+
+        while not stop[0]:
+            for _ in range(100):
+                eventlet.spawn_n(one)
+            eventlet.sleep(0.1)
+
+    results: dict[str, dict[str, list[float]]] = {name: {"median_s": [], "max_s": []} for name in designs}
+    for n in ns:
+        for name, (execute, with_audit, updates) in designs.items():
+            acct = eventlet.semaphore.Semaphore(1)
+            stop = [False]
+            auditor = eventlet.spawn(audit, execute, stop, "own lane" in name) if with_audit else None
+            eventlet.sleep(0.05)
+            times = [gt.wait() for gt in [eventlet.spawn(boot, execute, acct, updates) for _ in range(n)]]
+            stop[0] = True
+            if auditor is not None:
+                auditor.wait()
+                eventlet.sleep(0.1)
+            results[name]["median_s"].append(median(times))
+            results[name]["max_s"].append(max(times))
+    legacy.close()
+    fair.shutdown()
+    return {"n": ns, "designs": results}
+
+
+MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "round_trip": round_trip,
+    "throughput_noop": throughput_noop,
+    "throughput_1ms": throughput_1ms,
+    "blocking": blocking,
+    "imbalance": imbalance,
+    "bootstorm": bootstorm,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    global FULL
+    parser = argparse.ArgumentParser(prog="python -m bench.measure")
+    parser.add_argument("name", choices=sorted(MEASUREMENTS))
+    parser.add_argument("--full", action="store_true", help="the long run, for published numbers")
+    args = parser.parse_args(argv)
+    FULL = args.full
+    result = MEASUREMENTS[args.name]()
+    json.dump(result, sys.stdout)
+    sys.stdout.flush()
+    eventlet_tpool.killall()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
