@@ -11,13 +11,18 @@ or use the same API directly: ``fairpool.execute(fn, *args)``,
 
 from __future__ import annotations
 
+from . import trace
 from .errors import FairpoolError, HubChannelError, PoolClosed, QueueFull
+from .hubwatch import HubStall, HubWatch, watch_hub
 from .lanes import DEFAULT_LANE, current_lane, lane
+from .libwrap import wrap_library
+from .locks import InstrumentedLock, LockStatistics, instrument_lock, lock_statistics
 from .patch import is_patched, monkey_patch, unpatch
 from .pool import DEFAULT_THREADS, Pool
 from .proxy import Proxy, proxy_call
 from .statistics import PoolStatistics
 from .tpool import default_pool, execute, killall, set_num_threads, setup, statistics
+from .trace import TraceError, trace_module, traced
 
 __version__ = "0.1.0"
 
@@ -26,21 +31,38 @@ __all__ = [
     "DEFAULT_THREADS",
     "FairpoolError",
     "HubChannelError",
+    "HubStall",
+    "HubWatch",
+    "InstrumentedLock",
+    "LockStatistics",
     "Pool",
     "PoolClosed",
     "PoolStatistics",
     "Proxy",
     "QueueFull",
+    "TraceError",
     "current_lane",
     "default_pool",
     "execute",
+    "instrument_lock",
     "is_patched",
     "killall",
     "lane",
+    "lock_statistics",
     "monkey_patch",
     "proxy_call",
     "set_num_threads",
     "setup",
     "statistics",
+    "trace",
+    "trace_module",
+    "traced",
     "unpatch",
+    "watch_hub",
+    "wrap_library",
 ]
+
+trace._start_from_environment()
+from . import hubwatch as _hubwatch  # noqa: E402
+
+_hubwatch._start_from_environment()

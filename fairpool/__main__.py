@@ -1,4 +1,4 @@
-"""The ``fairpool`` command: ``fairpool demo``."""
+"""The ``fairpool`` command: ``fairpool demo``, ``fairpool report TRACE.json ...``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fairpool", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="show a blocking C call freezing green threads, and the fix")
-    args = parser.parse_args(argv)
+    sub.add_parser(
+        "report", help="name the contention in trace files (fairpool report --help)", add_help=False
+    )
+    args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         from . import demo
 
         return demo.main()
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    from . import report
+
+    return report.main(rest)
 
 
 if __name__ == "__main__":

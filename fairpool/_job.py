@@ -49,7 +49,10 @@ class Job:
         "t_queued",
         "t_started",
         "t_finished",
+        # Set only while a trace is recording.
         "trace_id",
+        "trace_track",
+        "trace_name",
     )
 
     def __init__(
@@ -76,6 +79,8 @@ class Job:
         self.t_started = 0.0
         self.t_finished = 0.0
         self.trace_id = 0
+        self.trace_track = 0
+        self.trace_name = ""
 
     def run(self) -> None:
         """Run the call in this thread and keep its outcome. Never raises.
@@ -125,6 +130,9 @@ class Job:
 
 def describe(fn: Callable[..., Any]) -> str:
     """A short name for a callable, for errors, thread names and traces."""
+    given = getattr(fn, "__fairpool_name__", None)
+    if isinstance(given, str):
+        return given
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if name is None:
         name = type(fn).__name__

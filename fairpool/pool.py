@@ -36,13 +36,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from . import _hubchannel, _job
+from . import _hubchannel, _job, trace
 from ._fairqueue import POLICIES, FairQueue, FifoQueue
 from ._job import Job, describe
 from ._native import allocate_lock, get_ident, local, monotonic, os, start_thread, threading
 from .errors import FairpoolError, PoolClosed, QueueFull
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics, new_window, percentiles
+from .trace import Tracer
 
 __all__ = ["DEFAULT_THREADS", "Pool"]
 
@@ -117,7 +118,7 @@ class _Core:
         self.window = new_window()
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = 0
-        self.tracer: Any = None  # set by fairpool.trace while recording
+        self.tracer: Tracer | None = trace.active()  # set by fairpool.trace while recording
         _cores.add(self)
 
     # ------------------------------------------------------------------
@@ -162,6 +163,8 @@ class _Core:
             # Killed (GreenletExit) or timed out (eventlet.Timeout) while waiting.
             self.cancel(job)
             raise
+        if self.tracer is not None:
+            self.tracer.pool_answered(self, job, "returned" if job.ok else "raised")
         return job.unwrap()
 
     def _run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -200,6 +203,8 @@ class _Core:
             self.cancel(job)  # KeyboardInterrupt in a native caller
             raise
         job.state = _job.DELIVERED
+        if self.tracer is not None:
+            self.tracer.pool_answered(self, job, "returned" if job.ok else "raised")
         return job.unwrap()
 
     def submit_future(
@@ -232,6 +237,9 @@ class _Core:
     def submit_job(self, job: Job) -> None:
         """Queue a job (or hold it for admission) and make sure a worker will take it."""
         job.t_queued = monotonic()
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.pool_submitted(self, job)
         lock = self.lock
         lock.acquire()
         try:
@@ -254,9 +262,6 @@ class _Core:
                 self._spawn_locked()
         finally:
             lock.release()
-        tracer = self.tracer
-        if tracer is not None:
-            tracer.pool_submitted(self, job)
 
     def _dispatch_locked(self) -> None:
         idle = self.idle
@@ -304,7 +309,7 @@ class _Core:
                 return
         tracer = self.tracer
         if tracer is not None:
-            tracer.pool_cancelled(self, job, state)
+            tracer.pool_answered(self, job, "cancelled" if state == _job.QUEUED else "abandoned")
         if state == _job.QUEUED:
             job.drop()
 
@@ -347,8 +352,6 @@ class _Core:
                     return
                 assert isinstance(job, Job)
                 tracer = self.tracer
-                if tracer is not None:
-                    tracer.pool_started(self, job, worker)
                 job.t_started = monotonic()
                 job.run()
                 job.t_finished = monotonic()
@@ -433,6 +436,8 @@ class _Core:
             job.done_lock.release()
         elif job.future is not None:
             future, job.future = job.future, None
+            if self.tracer is not None:
+                self.tracer.pool_answered(self, job, "returned" if job.ok else "raised")
             try:
                 if job.ok:
                     future.set_result(job.result)
