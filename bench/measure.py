@@ -373,6 +373,39 @@ def bootstorm() -> dict[str, Any]:
     return {"n": ns, "designs": results}
 
 
+def tracing_overhead() -> dict[str, Any]:
+    """Round trip of a no-op C call: no tracing, a @traced call with tracing off, and recording."""
+    import tempfile
+
+    from fairpool import trace
+
+    noop = clib.lib().fp_noop
+    traced_noop = fairpool.traced(name="noop")(noop)
+    rounds, n = pick(5, 15), pick(2000, 5000)
+    eventlet.sleep(0)
+    fairpool.execute(noop)
+    per_round: dict[str, list[float]] = {"untraced": [], "off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            per_round["untraced"].append(median(_sequential(fairpool.execute, noop, n)))
+            per_round["off"].append(median(_sequential(fairpool.execute, traced_noop, n)))
+            with trace.recording(f"{tmp}/round{r}.json"):
+                per_round["on"].append(median(_sequential(fairpool.execute, traced_noop, n)))
+        with open(f"{tmp}/round0.json") as f:
+            events_per_call = (len(json.load(f)) - 1) / n  # less the process-name event
+    base = median(per_round["untraced"])
+    spread = median([abs(x - base) for x in per_round["untraced"]]) / base
+    ratios = [o / u for o, u in zip(per_round["off"], per_round["untraced"], strict=True)]
+    return {
+        "median_us": {k: median(v) * 1e6 for k, v in per_round.items()},
+        "ratio_off_to_untraced": median(ratios),
+        "noise": max(2 * spread, 0.02),
+        "events_per_call_on": events_per_call,
+        "cost_per_call_on_us": (median(per_round["on"]) - base) * 1e6,
+        "cost_per_event_on_us": (median(per_round["on"]) - base) * 1e6 / events_per_call,
+    }
+
+
 MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "round_trip": round_trip,
     "throughput_noop": throughput_noop,
@@ -380,6 +413,7 @@ MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "blocking": blocking,
     "imbalance": imbalance,
     "bootstorm": bootstorm,
+    "tracing_overhead": tracing_overhead,
 }
 
 

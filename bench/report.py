@@ -89,8 +89,8 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 d["slow_10ms_callers_total"] == 0,
             )
         )
-    if get("tracing_overhead"):
-        t = data["tracing_overhead"]
+    t = get("tracing_overhead_pinned") or get("tracing_overhead")
+    if t:
         r = t["ratio_off_to_untraced"]
         out.append(
             ("tracing off costs nothing measurable on the round trip", f"{r:.3f} x", r <= 1.0 + t["noise"])
@@ -175,12 +175,13 @@ def render(data: dict[str, Any], markdown: bool) -> str:
             for name, v in d["designs"].items():
                 t.add(name, *v[stat])
             parts.append(t.render())
-    if "tracing_overhead" in data:
-        d = data["tracing_overhead"]
-        t = Table("Tracing cost on the round trip", ["", "median us"], markdown)
-        t.add("no tracer installed", d["median_us"]["untraced"])
-        t.add("tracing off (instrumented, not recording)", d["median_us"]["off"])
-        t.add("tracing on (recording)", d["median_us"]["on"])
+    d = data.get("tracing_overhead_pinned") or data.get("tracing_overhead")
+    if d:
+        t = Table("Tracing cost on the round trip (pinned)", ["", "median us"], markdown)
+        t.add("an untraced call, nothing recording", d["median_us"]["untraced"])
+        t.add("a @traced call, tracing off", d["median_us"]["off"])
+        t.add(f"a @traced call, recording ({d['events_per_call_on']:.0f} events)", d["median_us"]["on"])
+        t.add("cost per event when recording", d["cost_per_event_on_us"])
         parts.append(t.render())
     t = Table("Speed targets", ["target", "measured", "met"], markdown)
     for name, measured, met in targets(data):

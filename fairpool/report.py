@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -253,6 +254,11 @@ def _stretched(spans: list[Span], names: dict[tuple[str, int, int], str], top: i
     )
 
 
+def _natural(name: str) -> list[Any]:
+    """A sort key that puts "worker-2" before "worker-10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def timeline(
     spans: list[Span], names: dict[tuple[str, int, int], str], out: Path, max_tracks: int = 40
 ) -> None:
@@ -268,7 +274,7 @@ def timeline(
     for s in spans:
         busy[s.track] += s.dur
     tracks = sorted(busy, key=lambda t: -busy[t])[:max_tracks]
-    tracks.sort(key=lambda t: names.get(t, ""))
+    tracks.sort(key=lambda t: _natural(names.get(t, "")))
     row = {t: i for i, t in enumerate(tracks)}
     t0 = min((s.ts for s in spans), default=0.0)
     colors = {"call": "tab:blue", "pool": "tab:green", "lock": "tab:red", "hub": "black"}
