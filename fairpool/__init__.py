@@ -14,10 +14,11 @@ from __future__ import annotations
 from . import trace
 from .errors import FairpoolError, HubChannelError, PoolClosed, QueueFull
 from .hubwatch import HubStall, HubWatch, watch_hub
+from .hybridlock import HybridRLock
 from .lanes import DEFAULT_LANE, current_lane, lane
 from .libwrap import wrap_library
 from .locks import InstrumentedLock, LockStatistics, instrument_lock, lock_statistics
-from .patch import is_patched, monkey_patch, unpatch
+from .patch import is_patched, monkey_patch, patch_logging, unpatch, unpatch_logging
 from .pool import DEFAULT_THREADS, Pool
 from .proxy import Proxy, proxy_call
 from .statistics import PoolStatistics
@@ -33,6 +34,7 @@ __all__ = [
     "HubChannelError",
     "HubStall",
     "HubWatch",
+    "HybridRLock",
     "InstrumentedLock",
     "LockStatistics",
     "Pool",
@@ -50,6 +52,7 @@ __all__ = [
     "lane",
     "lock_statistics",
     "monkey_patch",
+    "patch_logging",
     "proxy_call",
     "set_num_threads",
     "setup",
@@ -58,6 +61,7 @@ __all__ = [
     "trace_module",
     "traced",
     "unpatch",
+    "unpatch_logging",
     "watch_hub",
     "wrap_library",
 ]

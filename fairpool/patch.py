@@ -24,18 +24,25 @@ __all__ = ["is_patched", "monkey_patch", "unpatch"]
 PATCHED_NAMES = ("execute", "proxy_call", "Proxy", "setup", "killall", "set_num_threads")
 
 _saved: dict[str, Any] | None = None
+_saved_logging: dict[str, Any] | None = None
 _lock = allocate_lock()
 
 
-def monkey_patch() -> None:
+def monkey_patch(*, logging: bool = True) -> None:
     """Make ``eventlet.tpool`` run on fairpool's default pool, for every importer.
 
     Call once at service start; calling again does nothing. Works whether
     it comes before or after ``eventlet.monkey_patch()``. If eventlet's own
     pool was already running, its threads are stopped first (its queued
     calls still run and are answered).
+
+    Args:
+        logging: Also call :func:`patch_logging`, so that code running in
+            the pool can log while green threads log too.
     """
     global _saved
+    if logging:
+        patch_logging()
     with _lock:
         if _saved is not None:
             return
@@ -56,12 +63,72 @@ def is_patched() -> bool:
     return _saved is not None
 
 
+def patch_logging() -> None:
+    """Make logging's locks safe to share between green threads and pool threads.
+
+    Under ``eventlet.monkey_patch()`` logging's locks are green: a pool
+    thread that logs while a green thread holds a handler's lock fails with
+    "Cannot switch to a different thread" or hangs (eventlet issues 432,
+    492). This gives logging's module lock, every existing handler, and
+    every handler made later a :class:`fairpool.hybridlock.HybridRLock`,
+    which waits green in a green thread and natively in a native thread.
+
+    Call it at start-up, before other threads log. Idempotent;
+    :func:`unpatch_logging` undoes it.
+    """
+    import logging as logging_module
+
+    from .hybridlock import HybridRLock
+
+    global _saved_logging
+    with _lock:
+        if _saved_logging is not None:
+            return
+        original_create = logging_module.Handler.createLock
+        _saved_logging = {
+            "_lock": logging_module._lock,  # type: ignore[attr-defined]
+            "createLock": original_create,
+            "handlers": {},
+        }
+
+        def create_lock(self: logging_module.Handler) -> None:
+            original_create(self)  # registers the handler for re-initialisation after fork
+            self.lock = HybridRLock()  # type: ignore[assignment]
+
+        logging_module._lock = HybridRLock()  # type: ignore[attr-defined]
+        logging_module.Handler.createLock = create_lock  # type: ignore[method-assign]
+        for ref in list(logging_module._handlerList):  # type: ignore[attr-defined]
+            handler = ref()
+            if handler is not None and handler.lock is not None:
+                _saved_logging["handlers"][id(handler)] = (ref, handler.lock)
+                handler.lock = HybridRLock()
+
+
+def unpatch_logging() -> None:
+    """Undo :func:`patch_logging` (for tests). Handlers made meanwhile keep their hybrid locks."""
+    import logging as logging_module
+
+    global _saved_logging
+    with _lock:
+        if _saved_logging is None:
+            return
+        logging_module._lock = _saved_logging["_lock"]  # type: ignore[attr-defined]
+        logging_module.Handler.createLock = _saved_logging["createLock"]  # type: ignore[method-assign]
+        for ref, lock in _saved_logging["handlers"].values():
+            handler = ref()
+            if handler is not None:
+                handler.lock = lock
+        _saved_logging = None
+
+
 def unpatch() -> None:
-    """Undo :func:`monkey_patch` (for tests): eventlet.tpool gets its own functions back.
+    """Undo :func:`monkey_patch` (for tests): eventlet.tpool gets its own functions back,
+    and logging its own locks.
 
     Calls already running on fairpool finish there. Does nothing if not patched.
     """
     global _saved
+    unpatch_logging()
     with _lock:
         if _saved is None:
             return

@@ -62,6 +62,27 @@ class _WorkerLocal(local):
 
 _worker_local = _WorkerLocal()
 _lock_held = _imp.lock_held
+
+
+def _holds_import_lock() -> bool:
+    """Whether *this* thread holds the global import lock (then a call runs inline, as eventlet's).
+
+    ``_imp.lock_held()`` is true while *any* thread holds it, which a worker
+    does for a moment each time it imports: trusting it alone would run
+    calls inline on the hub at random (eventlet.tpool does). Only the owner
+    may release the lock, so a release that works tells us we own it; the
+    lock is taken back at once.
+    """
+    if not _lock_held():
+        return False
+    try:
+        _imp.release_lock()
+    except RuntimeError:
+        return False  # held by another thread
+    _imp.acquire_lock()
+    return True
+
+
 _cores: weakref.WeakSet[_Core] = weakref.WeakSet()
 _EXIT = object()
 
@@ -138,7 +159,7 @@ class _Core:
         # small helpers are written out inline.
         if self.closed or not callable(fn):
             self._check_call(fn)
-        if _worker_local.core is self or self.size == 0 or _lock_held():
+        if _worker_local.core is self or self.size == 0 or _holds_import_lock():
             return self._run_inline(fn, args, kwargs)
         job = Job(fn, args, kwargs, DEFAULT_LANE)
         entry = _current.get()

@@ -152,6 +152,28 @@ def test_a_call_under_the_import_lock_runs_inline(pool: fairpool.Pool) -> None:
         _imp.release_lock()
 
 
+def test_the_import_lock_held_by_another_thread_does_not_make_calls_inline(pool: fairpool.Pool) -> None:
+    # eventlet.tpool checks "held by anyone": a worker importing something made
+    # calls from the hub run inline, blocking it.
+    held, done = threading.Event(), threading.Event()
+
+    def hold_import_lock() -> None:
+        _imp.acquire_lock()
+        held.set()
+        done.wait(10)
+        _imp.release_lock()
+
+    t = threading.Thread(target=hold_import_lock)
+    t.start()
+    try:
+        held.wait(10)
+        assert _imp.lock_held()
+        assert pool.execute(threading.get_ident) != threading.get_ident()
+    finally:
+        done.set()
+        t.join(10)
+
+
 def test_set_num_threads_grows_a_running_pool_at_once(gate: threading.Event) -> None:
     fairpool.set_num_threads(1)
     blocked = eventlet.spawn(fairpool.execute, gate.wait, 10)
