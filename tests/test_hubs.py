@@ -36,7 +36,8 @@ def test_the_core_and_libvirt_tests_pass_under_each_hub(hub: str) -> None:
         "-W",
         "ignore",
         "-c",
-        "import eventlet.hubs, fairpool; fairpool.execute(int); print(type(eventlet.hubs.get_hub()).__module__)",
+        "import eventlet.hubs, fairpool; fairpool.execute(int); "
+        "print(type(eventlet.hubs.get_hub()).__module__)",
     ]
     used = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60)
     assert used.stdout.strip() == f"eventlet.hubs.{hub}", used.stderr

@@ -7,7 +7,6 @@ libvirt-dev and pkg-config). Under CI a missing libvirt is a failure, not a skip
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 import fairpool
 from fairpool import report, trace
+from fairpool.demo import ticks_during
 
 from .conftest import run_script
 
@@ -63,13 +63,6 @@ def test_libvirt_errors_reach_the_caller_as_libvirt_errors(conn: Any) -> None:
 
 
 def test_fifty_green_threads_manage_domains_concurrently(conn: Any) -> None:
-    ticks: list[float] = []
-
-    def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            eventlet.sleep(0.002)
-
     def lifecycle(i: int) -> tuple[str, bool, bool, bool]:
         name = f"fairpool-vm-{i}"
         dom = conn.defineXML(DOMAIN_XML.format(name=name))
@@ -87,15 +80,12 @@ def test_fifty_green_threads_manage_domains_concurrently(conn: Any) -> None:
         assert state == libvirt.VIR_DOMAIN_RUNNING and max_mem == 64 * 1024 and vcpus == 1
         return dom.name(), running, stopped, gone
 
-    t = eventlet.spawn(ticker)
-    eventlet.sleep(0)
-    start = time.monotonic()
-    results = [gt.wait() for gt in [eventlet.spawn(lifecycle, i) for i in range(50)]]
-    end = time.monotonic()
-    t.kill()
+    results: list[tuple[str, bool, bool, bool]] = []
+    _, longest = ticks_during(
+        lambda: results.extend(gt.wait() for gt in [eventlet.spawn(lifecycle, i) for i in range(50)]),
+        period=0.002,
+    )
     assert results == [(f"fairpool-vm-{i}", True, True, True) for i in range(50)]
-    points = [start, *[x for x in ticks if start <= x <= end], end]
-    longest = max(b - a for a, b in zip(points, points[1:], strict=False))
     # Every libvirt call ran in the pool; the hub stayed free to run the ticker.
     assert longest < 0.05, f"the ticker stalled for {longest * 1e3:.1f} ms"
     stats = fairpool.statistics()
