@@ -20,6 +20,7 @@ deque, the flag and the pipe). Everything else runs in the hub's thread.
 from __future__ import annotations
 
 import errno
+import logging
 import sys
 import weakref
 from collections import deque
@@ -37,6 +38,12 @@ _hub_local = hubs._threadlocal  # eventlet keeps each thread's hub here
 getcurrent = greenlet.getcurrent
 
 _channels: weakref.WeakSet[HubChannel] = weakref.WeakSet()
+
+#: Seconds between a channel's health checks: the longest a result can wait
+#: if its wake-up was lost (the pipe broke). Costs one hub timer a second.
+CHECK_INTERVAL = 1.0
+
+log = logging.getLogger("fairpool")
 
 
 def _noop(*_args: Any) -> None:
@@ -57,6 +64,7 @@ class HubChannel:
     __slots__ = (
         "__weakref__",
         "_finalizer",
+        "_timer",  # the health check's hub timer
         "broken",  # the exception that broke the pipe, once it did
         "drains",  # hub wake-ups that drained the queue
         "hub",  # the eventlet hub; only its thread uses it
@@ -75,12 +83,52 @@ class HubChannel:
         self.broken: BaseException | None = None
         self.writes = 0
         self.drains = 0
+        self._open_pipe()
+        self._timer = hub.schedule_call_global(CHECK_INTERVAL, self._check)
+        _channels.add(self)
+
+    def _open_pipe(self) -> None:
         self.rfd, self.wfd = os.pipe()  # not inherited by exec'd children
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
-        self.listener = hub.add(hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
+        self.listener = self.hub.add(hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
         self._finalizer = weakref.finalize(self, _close_fds, self.rfd, self.wfd)
-        _channels.add(self)
+
+    def _check(self) -> None:
+        """The health check, in the hub: repair a broken pipe, and drain what a lost wake-up left.
+
+        A worker that cannot write the wake-up byte (someone closed our fd)
+        leaves its result in ``ready``; without this its waiter would hang.
+        """
+        self._timer = self.hub.schedule_call_global(CHECK_INTERVAL, self._check)
+        if self.broken is not None:
+            self.repair()
+        if self.ready:
+            self.pending = False
+            self.drain()
+
+    def repair(self) -> None:
+        """Replace a broken wake-up pipe (in the hub's thread).
+
+        Raises:
+            HubChannelError: A new pipe cannot be made (no file descriptors left).
+        """
+        error = self.broken
+        try:
+            hub_base.BaseHub.remove(self.hub, self.listener)
+        except (KeyError, ValueError):
+            pass
+        self._finalizer()
+        try:
+            self._open_pipe()
+        except OSError as exc:
+            raise HubChannelError(
+                f"fairpool's wake-up pipe to the eventlet hub failed ({error!r}) and a new one "
+                f"cannot be made ({exc.strerror}): results cannot be handed back to green threads"
+            ) from exc
+        self.broken = None
+        self.pending = False
+        log.warning("fairpool: the wake-up pipe to the eventlet hub failed (%r); it was rebuilt", error)
 
     # -- any thread -------------------------------------------------------
     def deliver(self, job: _job.Job) -> None:
@@ -125,6 +173,7 @@ class HubChannel:
 
     def close(self) -> None:
         """Stop listening and close the pipe (the hub is going away)."""
+        self._timer.cancel()
         hub_base.BaseHub.remove(self.hub, self.listener)
         self._finalizer()
 
@@ -139,6 +188,7 @@ class HubChannel:
             hub_base.BaseHub.remove(self.hub, self.listener)
         except (KeyError, ValueError):
             pass
+        self._timer.cancel()
         self._finalizer()
         if getattr(self.hub, "_fairpool_channel", None) is self:
             self.hub._fairpool_channel = None
@@ -204,7 +254,7 @@ def green_channel() -> HubChannel | None:
     if channel is None:
         channel = current_channel()
     if channel.broken is not None:
-        raise_if_broken(channel)
+        channel.repair()  # we are in the hub's thread: it can be done now
     return channel
 
 
@@ -221,14 +271,6 @@ def current_channel() -> HubChannel:
         channel = HubChannel(hub)
         hub._fairpool_channel = channel
     return channel
-
-
-def raise_if_broken(channel: HubChannel) -> None:
-    if channel.broken is not None:
-        raise HubChannelError(
-            f"fairpool's wake-up pipe to the eventlet hub failed ({channel.broken!r}); "
-            "results can no longer be handed back to green threads of this hub"
-        ) from channel.broken
 
 
 def _after_fork_in_child() -> None:

@@ -104,6 +104,11 @@ def patch_logging() -> None:
                 handler.lock = HybridRLock()
 
 
+def logging_patched() -> bool:
+    """Whether :func:`patch_logging` is in effect."""
+    return _saved_logging is not None
+
+
 def unpatch_logging() -> None:
     """Undo :func:`patch_logging` (for tests). Handlers made meanwhile keep their hybrid locks."""
     import logging as logging_module

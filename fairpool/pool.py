@@ -138,7 +138,7 @@ class _Core:
         self.warned_zero = False
         self.window = new_window()
         self.submitted = self.inline = self.completed = self.failed = 0
-        self.cancelled = self.abandoned = self.answered_closed = 0
+        self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
         self.tracer: Tracer | None = trace.active()  # set by fairpool.trace while recording
         _cores.add(self)
 
@@ -351,12 +351,11 @@ class _Core:
         if self.batch_scheduling:
             _set_batch_scheduling()
         lock = self.lock
-        job: Job | object | None = None
+        done: Job | None = None  # ran, and not yet handed back: the crash handler needs it
         try:
             while True:
                 lock.acquire()
                 try:
-                    done = worker.job
                     hand_back = done is not None and self._finish_locked(done)
                     job = self._next_locked(worker)
                 finally:
@@ -366,6 +365,7 @@ class _Core:
                         self._hand_back(done)
                     else:
                         done.drop()
+                    done = None
                 if job is None:
                     worker.wake.acquire()  # idle until a call, a resize or a shutdown
                     continue
@@ -376,32 +376,44 @@ class _Core:
                 job.t_started = monotonic()
                 job.run()
                 job.t_finished = monotonic()
+                done = job
                 if tracer is not None:
                     tracer.pool_finished(self, job, worker)
         except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
-            self._worker_crashed(worker, exc)
+            self._worker_crashed(worker, done, exc)
 
-    def _worker_crashed(self, worker: _Worker, exc: BaseException) -> None:
-        """Answer the crashed worker's call, and start its replacement if needed."""
-        log.error("fairpool worker %s failed; its call is answered with an error", worker.name, exc_info=exc)
-        job = worker.job
-        worker.job = None
+    def _worker_crashed(self, worker: _Worker, done: Job | None, exc: BaseException) -> None:
+        """A fault in the worker loop: answer every call it held, and replace it.
+
+        ``done`` ran and has an outcome: it is handed back as usual. A call
+        taken but not known to have finished is answered with FairpoolError
+        (it may have run: it is not run again).
+        """
         with self.lock:
+            self.worker_faults += 1
             self.workers.pop(worker.index, None)
             if worker in self.idle:
                 self.idle.remove(worker)
+            current = worker.job if worker.job is not done else None
+            worker.job = None
+            if done is not None and done.state == _job.RUNNING:
+                self._finish_locked(done)  # it ran; the fault came before it was accounted
             answered: list[Job] = []
-            if job is not None and job.state == _job.RUNNING:
+            if current is not None and current.state == _job.RUNNING:
                 self.busy -= 1
                 answered = self._close_locked(
-                    [job],
+                    [current],
                     FairpoolError(f"fairpool worker {worker.name} failed while running this call: {exc!r}"),
                 )
-            if self.queue and len(self.workers) < max(self.size, 1):
+            if (self.queue or self.overflow) and len(self.workers) < max(self.size, 1):
                 self._spawn_locked()
-        if job is not None and job.state == _job.DONE:
-            self._hand_back(job)  # it finished: hand back the real outcome (idempotent)
+        if done is not None and done.state == _job.DONE:
+            try:
+                self._hand_back(done)  # handing back twice is harmless: the waiter takes one
+            except Exception:  # noqa: BLE001 - a lock released twice; the waiter was answered
+                pass
         self._hand_back_later(answered)
+        _report_fault(f"fairpool worker {worker.name} failed and was replaced; its calls were answered", exc)
 
     def _finish_locked(self, job: Job) -> bool:
         """Account for a finished job; True if its waiter should get the outcome.
@@ -605,6 +617,7 @@ class _Core:
                 cancelled=self.cancelled,
                 abandoned=self.abandoned,
                 closed=self.answered_closed,
+                worker_faults=self.worker_faults,
             )
         wait = percentiles(w for w, _ in window)
         run = percentiles(r for _, r in window)
@@ -617,6 +630,26 @@ class _Core:
             run_p99=run[1],
             run_max=run[2],
         )
+
+
+def _report_fault(message: str, exc: BaseException) -> None:
+    """Report a fault from any thread.
+
+    Under eventlet.monkey_patch() logging's locks are green, and a native
+    thread must not take them unless fairpool.patch_logging() made them
+    hybrid; then the report goes to stderr instead.
+    """
+    from eventlet import patcher
+
+    from . import patch
+
+    if patcher.is_monkey_patched("thread") and not patch.logging_patched():
+        import sys
+        import traceback
+
+        sys.stderr.write(message + "\n" + "".join(traceback.format_exception(exc)))
+    else:
+        log.error(message, exc_info=exc)
 
 
 def _set_batch_scheduling() -> None:

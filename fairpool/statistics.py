@@ -34,6 +34,7 @@ class PoolStatistics:
     cancelled: int = 0  #: calls whose caller gave up while queued: they never ran
     abandoned: int = 0  #: calls whose caller gave up while they ran: the outcome was dropped
     closed: int = 0  #: calls answered with PoolClosed by a shutdown timeout or a fork
+    worker_faults: int = 0  #: worker threads replaced after a fault in fairpool's own loop
     wait_p50: float = 0.0
     wait_p99: float = 0.0
     wait_max: float = 0.0
