@@ -140,7 +140,10 @@ class HubChannel:
     # -- the hub's thread -------------------------------------------------
     def _on_readable(self, _fd: int) -> None:
         try:
-            os.read(self.rfd, 4096)
+            if not os.read(self.rfd, 4096):
+                # End of file: the write end was closed under us. The read end
+                # would now be readable forever and spin the hub: repair now.
+                self.broken = self.broken or BrokenPipeError("the wake-up pipe's write end was closed")
         except BlockingIOError:
             pass
         except OSError as exc:
@@ -148,6 +151,11 @@ class HubChannel:
                 self.broken = exc
         self.pending = False
         self.drains += 1
+        if self.broken is not None:
+            try:
+                self.repair()
+            except HubChannelError as exc:
+                log.error("%s", exc)  # the health check tries again every CHECK_INTERVAL
         self.drain()
 
     def drain(self) -> None:
@@ -216,11 +224,12 @@ def switch_to_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
             return
         state = job.state
         if state == _job.DONE or state == _job.CLOSED:
-            job.state = _job.DELIVERED
             waiter = job.waiter
-            job.waiter = None
             if waiter is None or waiter.dead:
+                job.drop()  # the caller gave up (its cancel cleared the waiter)
                 continue
+            job.state = _job.DELIVERED
+            job.waiter = None
             try:
                 waiter.switch()
             except hub.SYSTEM_EXCEPTIONS:

@@ -42,6 +42,7 @@ class Job:
         # Changed under the pool lock.
         "state",
         "admitted",  # in the run queue (True) or waiting for a free slot (False)
+        "cancel_requested",  # its caller gave up: a worker that takes it skips it
         # Set by the worker; read by the waiter after delivery.
         "ok",
         "result",
@@ -73,6 +74,7 @@ class Job:
         self.future: Any = None
         self.state = QUEUED
         self.admitted = False
+        self.cancel_requested = False
         self.ok = False
         self.result: Any = None
         self.t_queued = 0.0

@@ -32,6 +32,7 @@ import atexit
 import logging
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -105,6 +106,19 @@ def _check_size(value: object, param: str) -> int:
     return value
 
 
+class _Locked:
+    __slots__ = ("core",)
+
+    def __init__(self, core: _Core) -> None:
+        self.core = core
+
+    def __enter__(self) -> None:
+        self.core.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.core._unlock()
+
+
 class _Core:
     """All of a pool's state and its worker loop. See the module docstring."""
 
@@ -126,7 +140,11 @@ class _Core:
         self.max_queue = max_queue
         self.raise_when_full = on_full == "raise"
         self.batch_scheduling = batch_scheduling
+        # The core's lock. Native callers and workers block on it; the hub's
+        # thread never does (see submit_job, cancel and _unlock).
         self.lock = allocate_lock()
+        self.intake: deque[Job] = deque()  # green calls that found the lock taken
+        self.cancels: deque[Job] = deque()  # green cancellations that found the lock taken
         queue_type = POLICIES[policy]
         self.queue: FairQueue[Job] | FifoQueue[Job] = queue_type()
         self.overflow: FairQueue[Job] | FifoQueue[Job] = queue_type()
@@ -175,14 +193,14 @@ class _Core:
         # switches back here with the outcome.
         job.waiter = _hubchannel.getcurrent()
         job.channel = channel
-        self.submit_job(job)
+        self.submit_job(job, green=True)
         switch = channel.hub.switch
         try:
             while job.state != _job.DELIVERED:
                 switch()
         except BaseException:
             # Killed (GreenletExit) or timed out (eventlet.Timeout) while waiting.
-            self.cancel(job)
+            self.cancel(job, green=True)
             raise
         if self.tracer is not None:
             self.tracer.pool_answered(self, job, "returned" if job.ok else "raised")
@@ -255,34 +273,99 @@ class _Core:
         future.add_done_callback(on_done)
         return future
 
-    def submit_job(self, job: Job) -> None:
-        """Queue a job (or hold it for admission) and make sure a worker will take it."""
+    def submit_job(self, job: Job, green: bool = False) -> None:
+        """Queue a job (or hold it for admission) and make sure a worker will take it.
+
+        A green caller (the hub's thread) never waits for the lock: if it is
+        taken, the job goes to ``intake`` and the holder takes it in as it
+        unlocks (:meth:`_unlock`). Busy native callers could otherwise pass
+        the lock among themselves for seconds while every green thread
+        waits (the soak test found exactly that).
+        """
         job.t_queued = monotonic()
         tracer = self.tracer
         if tracer is not None:
             tracer.pool_submitted(self, job)
+        if self.closed:
+            raise self._closed_error()
+        if self.raise_when_full and self.max_queue is not None and len(self.queue) >= self.max_queue:
+            raise self._full_error(job)
         lock = self.lock
-        lock.acquire()
+        if green:
+            if not lock.acquire(False):
+                self.intake.append(job)
+                if lock.acquire(False):  # released meanwhile: take the intake in ourselves
+                    self._unlock()
+                return
+        else:
+            lock.acquire()
         try:
-            if self.closed:
-                raise self._closed_error()
-            if self.max_queue is not None and len(self.queue) >= self.max_queue:
-                if self.raise_when_full:
-                    raise QueueFull(
-                        f"pool {self.name!r} has {len(self.queue)} calls queued, "
-                        f"its max_queue bound; not taking {describe(job.fn)}"
-                    )
-                self.overflow.put(job, job.weight)
-            else:
-                job.admitted = True
-                self.queue.put(job, job.weight)
-            self.submitted += 1
-            if self.idle:
-                self.idle.pop().wake.release()
-            elif len(self.workers) < self.size:
-                self._spawn_locked()
+            self._admit_new_locked(job)
         finally:
+            self._unlock()
+
+    def _full_error(self, job: Job) -> QueueFull:
+        return QueueFull(
+            f"pool {self.name!r} has {len(self.queue)} calls queued, its max_queue bound "
+            f"({self.max_queue}); not taking {describe(job.fn)}"
+        )
+
+    def _admit_new_locked(self, job: Job) -> None:
+        """Put a newly submitted job in the queue (or hold it for room). Raises for its caller."""
+        if self.closed:
+            raise self._closed_error()
+        if self.max_queue is not None and len(self.queue) >= self.max_queue:
+            if self.raise_when_full:
+                raise self._full_error(job)
+            self.overflow.put(job, job.weight)
+        else:
+            job.admitted = True
+            self.queue.put(job, job.weight)
+        self.submitted += 1
+        if self.idle:
+            self.idle.pop().wake.release()
+        elif len(self.workers) < self.size:
+            self._spawn_locked()
+
+    def _unlock(self) -> None:
+        """Release the lock, first taking in what green callers left while it was held.
+
+        A green caller appends to ``intake``/``cancels`` only after failing to
+        take the lock, and tries once more after appending; the holder looks
+        again after releasing. So whatever is appended is taken in by one of
+        them: nothing waits there for a later, unrelated unlock.
+        """
+        lock = self.lock
+        while True:
+            answered = self._take_pending_locked() if (self.intake or self.cancels) else None
             lock.release()
+            if answered:
+                self._hand_back_later(answered)
+            if not (self.intake or self.cancels) or not lock.acquire(False):
+                return
+
+    def _take_pending_locked(self) -> list[Job]:
+        """Admit the green calls in ``intake`` and apply the cancellations in ``cancels``.
+
+        Returns the calls answered with an error instead (the pool closed,
+        the queue full with ``on_full="raise"``): hand them back unlocked.
+        """
+        answered: list[Job] = []
+        intake, cancels = self.intake, self.cancels
+        while intake:
+            job = intake.popleft()
+            if job.cancel_requested:
+                continue  # its caller gave up before it was taken in; counted below
+            try:
+                self._admit_new_locked(job)
+            except FairpoolError as exc:
+                answered += self._close_locked([job], exc)
+        while cancels:
+            job = cancels.popleft()
+            state = self._cancel_locked(job)
+            if state is not None:
+                self._after_cancel(job, state)
+        return answered
 
     def _dispatch_locked(self) -> None:
         idle = self.idle
@@ -311,23 +394,52 @@ class _Core:
                 )
                 raise FairpoolError(f"pool {self.name!r} could not start a worker thread: {exc}") from exc
 
-    def cancel(self, job: Job) -> None:
-        """The caller gave up on ``job``: never run it, or drop its outcome."""
-        with self.lock:
-            state = job.state
-            if state == _job.QUEUED:
-                if job.admitted:
-                    self.queue.remove(job)
-                    self._admit_locked()
-                else:
-                    self.overflow.remove(job)
-                job.state = _job.CANCELLED
-                self.cancelled += 1
-            elif state == _job.RUNNING or state == _job.DONE:
-                job.state = _job.ABANDONED
-                self.abandoned += 1
-            else:
+    def cancel(self, job: Job, green: bool = False) -> None:
+        """The caller gave up on ``job``: never run it, or drop its outcome.
+
+        Takes effect at once: a worker skips a job marked here, and a green
+        caller's waiter is cleared so the hub never resumes it for this job.
+        Only the bookkeeping waits, for a green caller, until the lock is free.
+        """
+        job.cancel_requested = True
+        if green:
+            job.waiter = None  # the drain (this same hub thread) will not switch to us
+            if not self.lock.acquire(False):
+                self.cancels.append(job)
+                if self.lock.acquire(False):
+                    self._unlock()
                 return
+        else:
+            self.lock.acquire()
+        try:
+            state = self._cancel_locked(job)
+        finally:
+            self._unlock()
+        if state is not None:
+            self._after_cancel(job, state)
+
+    def _cancel_locked(self, job: Job) -> int | None:
+        """Take a queued job out, or mark a running one abandoned. Returns the prior state."""
+        state = job.state
+        if state == _job.QUEUED:
+            if job.admitted:
+                self.queue.remove(job)
+                self._admit_locked()
+            elif not self.overflow.remove(job):
+                try:
+                    self.intake.remove(job)
+                except ValueError:
+                    pass
+            job.state = _job.CANCELLED
+            self.cancelled += 1
+        elif state == _job.RUNNING or state == _job.DONE:
+            job.state = _job.ABANDONED
+            self.abandoned += 1
+        else:
+            return None  # already answered, or skipped by a worker (counted there)
+        return state
+
+    def _after_cancel(self, job: Job, state: int) -> None:
         tracer = self.tracer
         if tracer is not None:
             tracer.pool_answered(self, job, "cancelled" if state == _job.QUEUED else "abandoned")
@@ -359,7 +471,7 @@ class _Core:
                     hand_back = done is not None and self._finish_locked(done)
                     job = self._next_locked(worker)
                 finally:
-                    lock.release()
+                    self._unlock()
                 if done is not None:
                     if hand_back:
                         self._hand_back(done)
@@ -389,7 +501,7 @@ class _Core:
         taken but not known to have finished is answered with FairpoolError
         (it may have run: it is not run again).
         """
-        with self.lock:
+        with self._locked():
             self.worker_faults += 1
             self.workers.pop(worker.index, None)
             if worker in self.idle:
@@ -445,8 +557,10 @@ class _Core:
                     return self._retire_locked(worker)
                 self.idle.append(worker)
                 return None
-            if job.future is not None and not job.future.set_running_or_notify_cancel():
-                job.state = _job.CANCELLED  # Future.cancel() won the race
+            if job.cancel_requested or (
+                job.future is not None and not job.future.set_running_or_notify_cancel()
+            ):
+                job.state = _job.CANCELLED  # its caller gave up before a worker took it
                 self.cancelled += 1
                 job.drop()
                 self._admit_locked()
@@ -480,6 +594,10 @@ class _Core:
                 pass
             job.result = None
 
+    def _locked(self) -> _Locked:
+        """``with self._locked():`` holds the lock and unlocks through :meth:`_unlock`."""
+        return _Locked(self)
+
     def _close_locked(self, jobs: list[Job], error: BaseException) -> list[Job]:
         """Mark queued or running jobs answered with ``error``; returns them.
 
@@ -497,6 +615,11 @@ class _Core:
                 answered.append(job)
         return answered
 
+    def _take_intake(self) -> list[Job]:
+        jobs = [j for j in self.intake if not j.cancel_requested]
+        self.intake.clear()
+        return jobs
+
     def _hand_back_later(self, jobs: list[Job]) -> None:
         for job in jobs:
             self._hand_back(job)
@@ -505,7 +628,7 @@ class _Core:
     # Size and life cycle
     # ------------------------------------------------------------------
     def resize(self, size: int) -> None:
-        with self.lock:
+        with self._locked():
             self.size = size
             if size == 0:
                 self.warned_zero = False
@@ -518,7 +641,7 @@ class _Core:
                 excess -= 1
 
     def shutdown(self, timeout: float | None, wait: bool) -> None:
-        with self.lock:
+        with self._locked():
             self.closed = True
             while self.idle:
                 self.idle.pop().wake.release()
@@ -529,8 +652,8 @@ class _Core:
         deadline = None if timeout is None else monotonic() + timeout
         threads = [w.thread for w in workers if w.thread is not None and w.thread.ident != me]
         _join(threads, deadline)
-        with self.lock:
-            left = self.queue.drain() + self.overflow.drain()
+        with self._locked():
+            left = self.queue.drain() + self.overflow.drain() + self._take_intake()
             left += [w.job for w in self.workers.values() if w.job is not None]
             answered = self._close_locked(
                 left,
@@ -542,7 +665,7 @@ class _Core:
         self._hand_back_later(answered)
 
     def reopen(self) -> None:
-        with self.lock:
+        with self._locked():
             self.closed = False
 
     def close_at_exit(self) -> None:
@@ -551,10 +674,10 @@ class _Core:
         Worker threads are daemons, so a call stuck in C does not hold up
         the exit (eventlet issue 989).
         """
-        with self.lock:
+        with self._locked():
             self.closed = True
             answered = self._close_locked(
-                self.queue.drain() + self.overflow.drain(),
+                self.queue.drain() + self.overflow.drain() + self._take_intake(),
                 PoolClosed(f"pool {self.name!r} was closed at interpreter exit before this call ran"),
             )
             while self.idle:
@@ -570,7 +693,9 @@ class _Core:
         nothing is run twice.
         """
         self.lock = allocate_lock()
-        in_flight = list(self.queue) + list(self.overflow)
+        in_flight = list(self.queue) + list(self.overflow) + list(self.intake)
+        self.intake = deque()
+        self.cancels = deque()
         in_flight += [w.job for w in self.workers.values() if w.job is not None]
         self.queue = type(self.queue)()
         self.overflow = type(self.overflow)()
@@ -600,14 +725,14 @@ class _Core:
                     pass
 
     def statistics(self) -> PoolStatistics:
-        with self.lock:
+        with self._locked():
             window = list(self.window)
             stats = dict(
                 name=self.name,
                 size=self.size,
                 threads=len(self.workers),
                 busy=self.busy,
-                queued=len(self.queue),
+                queued=len(self.queue) + len(self.intake),
                 queued_by_lane=self.queue.counts(),
                 waiting_admission=len(self.overflow),
                 submitted=self.submitted,
