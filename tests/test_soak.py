@@ -42,7 +42,6 @@ class Outcome:
 
 
 def run_soak(duration: float, seed: int) -> dict[str, Any]:
-    rng = random.Random(seed)
     pool = fairpool.Pool(threads=8, name="soak", max_queue=2000)
     ran: list[int] = []  # tokens, appended by the worker that ran them (list.append is atomic)
     outcomes: dict[int, Outcome] = {}
