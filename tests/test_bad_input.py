@@ -1,0 +1,69 @@
+"""Bad input: a clear error naming the parameter and the value, raised where the mistake is made.
+
+Other modules test the rest: pool arguments (test_lifecycle), sizes and
+EVENTLET_THREADPOOL_SIZE (test_execute), lanes and weights (test_lanes),
+locks and wrap_library (test_locks_and_libraries), trace paths
+(test_trace), corrupt and truncated traces (test_locks_and_libraries),
+hub-watch thresholds (test_hubwatch).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import fairpool
+from fairpool import PoolClosed
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5])
+def test_a_negative_shutdown_timeout_is_named(pool: fairpool.Pool, bad: float) -> None:
+    with pytest.raises(ValueError, match=f"timeout must be a number >= 0 or None, got {bad!r}"):
+        pool.shutdown(timeout=bad)
+    assert not pool.closed, "a rejected shutdown must not half-close the pool"
+
+
+@pytest.mark.parametrize("bad", [-1, 2.0, "3", True, None])
+def test_a_bad_resize_is_named(pool: fairpool.Pool, bad: object) -> None:
+    with pytest.raises(ValueError, match=f"threads must be an int >= 0, got {bad!r}"):
+        pool.resize(bad)  # type: ignore[arg-type]
+    assert pool.size == 4
+
+
+def test_a_non_callable_autowrap_rule_is_named() -> None:
+    with pytest.raises(TypeError, match="autowrap_rule must be callable or None, got 'yes'"):
+        fairpool.Proxy(object(), autowrap_rule="yes")  # type: ignore[arg-type]
+
+
+def test_submit_checks_what_execute_checks(pool: fairpool.Pool) -> None:
+    with pytest.raises(TypeError, match="fn must be callable, got None"):
+        pool.submit(None)  # type: ignore[arg-type]
+    pool.shutdown()
+    with pytest.raises(PoolClosed, match="pool 'test' is shut down"):
+        pool.submit(int)
+
+
+def test_a_worker_waiting_on_its_own_pool_runs_the_call_inline_instead_of_deadlocking() -> None:
+    pool = fairpool.Pool(threads=1, name="self")
+    try:
+        # With one thread, waiting for a second call from inside the first would never end.
+        def outer() -> tuple[str, str]:
+            inner = pool.execute(lambda: threading.current_thread().name)
+            return threading.current_thread().name, inner
+
+        outer_name, inner_name = pool.execute(outer)
+        assert outer_name == inner_name == "fairpool-self-0"
+        # submit() from a worker runs inline too, and the future is already done.
+        future = pool.execute(lambda: pool.submit(lambda: "inline"))
+        assert future.done() and future.result() == "inline"
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_a_bad_hub_watch_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fairpool import hubwatch
+
+    monkeypatch.setenv("FAIRPOOL_HUB_WATCH", "soon")
+    with pytest.raises(ValueError, match="FAIRPOOL_HUB_WATCH must be a number of seconds > 0, got 'soon'"):
+        hubwatch._start_from_environment()
