@@ -173,19 +173,13 @@ class _Core:
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
 
     def execute(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # The hot path: every pool call of a service comes through here, so the
-        # small helpers are written out inline.
+        # The hot path: every pool call of a service comes through here.
         if self.closed or not callable(fn):
             self._check_call(fn)
         if _worker_local.core is self or self.size == 0 or _holds_import_lock():
             return self._run_inline(fn, args, kwargs)
         job = Job(fn, args, kwargs, DEFAULT_LANE)
-        entry = _current.get()
-        if entry is not None:
-            job.lane = entry[0]
-            job.weight = entry[1]
-        elif self.lane_key is not None:
-            self._lane_from_key(job)
+        self._set_lane(job)
         channel = _hubchannel.green_channel()
         if channel is None:
             return self._wait_native(job)
