@@ -258,11 +258,11 @@ class _Core:
         job = Job(fn, args, kwargs, DEFAULT_LANE)
         self._set_lane(job)
         job.future = future
-        self.submit_job(job)
+        self.submit_job(job, green=_hubchannel.on_hub())
 
         def on_done(f: Future[Any], job: Job = job) -> None:
             if f.cancelled():
-                self.cancel(job)
+                self.cancel(job, green=_hubchannel.on_hub())
 
         future.add_done_callback(on_done)
         return future
