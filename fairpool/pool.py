@@ -23,6 +23,9 @@ Guarantees, and the code that keeps them:
 * A worker never raises out of its loop: the call's outcome, BaseException
   included, is captured by ``Job.run``. If the loop itself fails, the worker
   answers its job, starts its replacement and then dies (``_worker_main``).
+* The hub's thread never waits for the lock: green submits and cancels that
+  find it taken go to ``intake``/``cancels``, and every unlock goes through
+  ``_unlock``, which takes them in (``submit_job``, ``cancel``).
 """
 
 from __future__ import annotations
