@@ -279,3 +279,95 @@ def test_fds_are_not_leaked_by_pools_coming_and_going() -> None:
         p.execute(int)
         p.shutdown()
     assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+# -- under load -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["shutdown", "killall"])
+def test_shutdown_and_killall_under_load_answer_every_caller(how: str) -> None:
+    fairpool.set_num_threads(4)
+    pool = fairpool.default_pool()
+    answers: dict[int, object] = {}
+    stop = threading.Event()
+    counter = iter(range(10**9))
+
+    def green_caller() -> None:
+        while not stop.is_set():
+            token = next(counter)
+            try:
+                answers[token] = pool.execute(lambda t=token: (time.sleep(0.001), t)[1])
+            except PoolClosed:
+                answers[token] = "closed"
+                return  # the pool takes no more calls
+
+    def native_caller() -> None:
+        while not stop.is_set():
+            token = next(counter)
+            try:
+                answers[token] = pool.execute(lambda t=token: t)
+            except PoolClosed:
+                answers[token] = "closed"
+                return
+
+    greens = [eventlet.spawn(green_caller) for _ in range(100)]
+    natives = [threading.Thread(target=native_caller) for _ in range(10)]
+    for t in natives:
+        t.start()
+    eventlet.sleep(0.3)
+    if how == "shutdown":
+        pool.shutdown(timeout=0.05)
+        stop.set()
+    else:
+        stop.set()
+        for t in natives:  # so that no native call starts during killall
+            t.join(20)
+        fairpool.killall()  # green calls are still in flight
+    with eventlet.Timeout(20):
+        for gt in greens:
+            gt.wait()
+    for t in natives:
+        t.join(20)
+        assert not t.is_alive(), "a native caller is stuck"
+    assert answers, "no call was made"
+    wrong = {k: v for k, v in answers.items() if v != k and v != "closed"}
+    assert not wrong, f"calls got another call's answer: {list(wrong.items())[:5]}"
+    if how == "killall":
+        assert "closed" not in answers.values(), "killall must run every queued call"
+        assert fairpool.execute(lambda: "usable again") == "usable again"
+
+
+def test_fork_under_load_answers_every_waiter_in_the_child() -> None:
+    out = run_script(
+        """
+        import os, eventlet, fairpool
+        from eventlet import patcher
+        from fairpool import PoolClosed
+        sleep = patcher.original("time").sleep
+
+        fairpool.set_num_threads(4)
+        calls = [eventlet.spawn(fairpool.execute, lambda i=i: (sleep(0.02), i)[1]) for i in range(30)]
+        eventlet.sleep(0.01)  # some running, most queued
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                seen = []
+                for gt in calls:
+                    try:
+                        seen.append(gt.wait())
+                    except PoolClosed:
+                        seen.append("closed")
+                assert fairpool.execute(lambda: 7) == 7
+                os.write(w, f"{len(seen)} {seen.count('closed')}".encode())
+            finally:
+                os._exit(0)
+        parent = [gt.wait() for gt in calls]
+        os.waitpid(pid, 0)
+        print(parent == list(range(30)), os.read(r, 100).decode())
+        """
+    )
+    ok, answered, closed = out.split()
+    assert ok == "True", "the parent lost a result"
+    assert answered == "30", "a waiter in the child was never answered"
+    assert int(closed) > 0, "the child should answer calls in flight with PoolClosed"
