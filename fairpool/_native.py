@@ -37,6 +37,24 @@ else:
     local = threading.local
 
 
+class LockContext:
+    """``with lock:`` for the lock-like classes of fairpool: acquire on entry, release on exit."""
+
+    __slots__ = ()
+
+    def acquire(self) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -> Any:
     """Start a native daemon thread and return its Thread object.
 

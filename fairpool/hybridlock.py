@@ -19,11 +19,10 @@ Thread rules: the lock's state (owner, depth, waiters) changes only under
 from __future__ import annotations
 
 from collections import deque
-from types import TracebackType
 from typing import Any
 
 from . import _hubchannel, _job
-from ._native import allocate_lock
+from ._native import LockContext, allocate_lock
 
 __all__ = ["HybridRLock"]
 
@@ -41,7 +40,7 @@ class _Waiter:
         self.native: Any = None  # a native waiter's held lock
 
 
-class HybridRLock:
+class HybridRLock(LockContext):
     """A re-entrant lock shared by green threads and native threads.
 
     Same interface as ``threading.RLock``: ``acquire(blocking=True,
@@ -145,14 +144,6 @@ class HybridRLock:
         self._mutex = allocate_lock()
         self._owner, self._depth = None, 0
         self._waiters = deque()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return (

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import greenlet
 
 from . import trace
-from ._native import allocate_lock
+from ._native import LockContext, allocate_lock
 
 __all__ = ["InstrumentedLock", "LockStatistics", "instrument_lock", "lock_statistics"]
 
@@ -43,7 +42,7 @@ class LockStatistics:
     max_hold: float
 
 
-class InstrumentedLock:
+class InstrumentedLock(LockContext):
     """A lock that records how long it is waited for and held. Made by :func:`instrument_lock`."""
 
     def __init__(self, lock: Any, name: str) -> None:
@@ -106,14 +105,6 @@ class InstrumentedLock:
         tracer = trace.active()
         if tracer is not None:
             tracer.lock_held(self.name, held[0], released)
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
     def locked(self) -> bool:
         return bool(self._lock.locked())
