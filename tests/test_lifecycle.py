@@ -371,3 +371,23 @@ def test_fork_under_load_answers_every_waiter_in_the_child() -> None:
     assert ok == "True", "the parent lost a result"
     assert answered == "30", "a waiter in the child was never answered"
     assert int(closed) > 0, "the child should answer calls in flight with PoolClosed"
+
+
+def test_stats_interval_logs_from_a_green_thread_under_monkey_patch() -> None:
+    # Under monkey-patching logging's locks are green: the logger must not be a native thread.
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        import logging, sys
+        import fairpool
+        logging.basicConfig(level=logging.INFO, format="%(threadName)s %(message)s", stream=sys.stdout)
+        pool = fairpool.Pool(threads=2, name="periodic", stats_interval=0.05)
+        pool.execute(int)
+        eventlet.sleep(0.3)
+        pool.shutdown()
+        """
+    )
+    lines = [line for line in out.splitlines() if "fairpool pool 'periodic'" in line]
+    assert lines, out
+    assert not any(line.startswith("fairpool-") for line in lines), "logged from a native thread"
