@@ -45,7 +45,9 @@ def test_a_blocked_hub_is_reported_with_the_blocking_stack(
 
 
 def test_a_hub_that_keeps_running_is_not_reported() -> None:
-    watch = fairpool.watch_hub(threshold=0.05)
+    # The calls go through the pool, so the hub never stops; the threshold
+    # leaves room for a noisy machine's own hiccups.
+    watch = fairpool.watch_hub(threshold=0.2)
     try:
         for _ in range(20):
             eventlet.sleep(0.01)

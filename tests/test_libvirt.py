@@ -87,7 +87,8 @@ def test_fifty_green_threads_manage_domains_concurrently(conn: Any) -> None:
     )
     assert results == [(f"fairpool-vm-{i}", True, True, True) for i in range(50)]
     # Every libvirt call ran in the pool; the hub stayed free to run the ticker.
-    assert longest < 0.05, f"the ticker stalled for {longest * 1e3:.1f} ms"
+    # (Generous for a noisy CI machine: a call made on the hub would show as a long stall.)
+    assert longest < 0.2, f"the ticker stalled for {longest * 1e3:.1f} ms"
     stats = fairpool.statistics()
     # 9 libvirt calls per domain, all through the pool; the lookup of an undefined one raises.
     assert (stats.completed, stats.failed) == (50 * 8, 50), stats
