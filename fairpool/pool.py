@@ -221,13 +221,9 @@ class _Core:
             job.lane = entry[0]
             job.weight = entry[1]
         elif self.lane_key is not None:
-            self._lane_from_key(job)
-
-    def _lane_from_key(self, job: Job) -> None:
-        assert self.lane_key is not None
-        name = self.lane_key()
-        if name is not None:
-            job.lane = check_lane_name(name, "the lane_key result")
+            name = self.lane_key()
+            if name is not None:
+                job.lane = check_lane_name(name, "the lane_key result")
 
     def _wait_native(self, job: Job) -> Any:
         done = job.done_lock = allocate_lock()
@@ -287,19 +283,30 @@ class _Core:
             raise self._closed_error()
         if self.raise_when_full and self.max_queue is not None and len(self.queue) >= self.max_queue:
             raise self._full_error(job)
-        lock = self.lock
         if green:
-            if not lock.acquire(False):
-                self.intake.append(job)
-                if lock.acquire(False):  # released meanwhile: take the intake in ourselves
-                    self._unlock()
+            if not self._lock_or_leave(self.intake, job):
                 return
         else:
-            lock.acquire()
+            self.lock.acquire()
         try:
             self._admit_new_locked(job)
         finally:
             self._unlock()
+
+    def _lock_or_leave(self, pending: deque[Job], job: Job) -> bool:
+        """Take the lock without waiting (True), or leave ``job`` in ``pending`` for the holder.
+
+        After appending it tries once more: if the holder released the lock in
+        between (and so may have looked at ``pending`` too early), this caller
+        takes it and :meth:`_unlock` takes ``job`` in.
+        """
+        lock = self.lock
+        if lock.acquire(False):
+            return True
+        pending.append(job)
+        if lock.acquire(False):
+            self._unlock()
+        return False
 
     def _full_error(self, job: Job) -> QueueFull:
         return QueueFull(
@@ -319,10 +326,7 @@ class _Core:
             job.admitted = True
             self.queue.put(job, job.weight)
         self.submitted += 1
-        if self.idle:
-            self.idle.pop().wake.release()
-        elif len(self.workers) < self.size:
-            self._spawn_locked()
+        self._dispatch_locked()
 
     def _unlock(self) -> None:
         """Release the lock, first taking in what green callers left while it was held.
@@ -401,10 +405,7 @@ class _Core:
         job.cancel_requested = True
         if green:
             job.waiter = None  # the drain (this same hub thread) will not switch to us
-            if not self.lock.acquire(False):
-                self.cancels.append(job)
-                if self.lock.acquire(False):
-                    self._unlock()
+            if not self._lock_or_leave(self.cancels, job):
                 return
         else:
             self.lock.acquire()
