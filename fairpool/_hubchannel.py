@@ -259,9 +259,7 @@ def green_channel() -> HubChannel | None:
         if getcurrent().parent is None:
             return None
         hub = hubs.get_hub()
-    channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
-    if channel is None:
-        channel = current_channel()
+    channel = _channel_of(hub)
     if channel.broken is not None:
         channel.repair()  # we are in the hub's thread: it can be done now
     return channel
@@ -274,7 +272,10 @@ def _hub_dict() -> dict[str, Any]:
 
 def current_channel() -> HubChannel:
     """The channel of this thread's hub, made on first use."""
-    hub = hubs.get_hub()
+    return _channel_of(hubs.get_hub())
+
+
+def _channel_of(hub: Any) -> HubChannel:
     channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
     if channel is None:
         channel = HubChannel(hub)
