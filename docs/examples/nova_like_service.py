@@ -40,6 +40,8 @@ class Host:
     """The driver's view of the hypervisor, as nova's libvirt Host wraps its connection."""
 
     def __init__(self, uri: str = "test:///default") -> None:
+        # As nova does: libvirt errors are raised to the caller, not also printed by libvirt.
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
         self._conn = tpool.Proxy(
             libvirt.open(uri),
             autowrap=(libvirt.virDomain, libvirt.virConnect),
@@ -69,10 +71,12 @@ def main() -> None:
     host = Host()
     stop = False
 
+    audits = eventlet.GreenPool()
+
     def periodic_audit() -> None:
         while not stop:
             for _ in range(20):
-                eventlet.spawn_n(host.audit)
+                audits.spawn_n(host.audit)
             eventlet.sleep(0.05)
 
     auditor = eventlet.spawn(periodic_audit)
@@ -83,6 +87,7 @@ def main() -> None:
     took = time.monotonic() - start
     stop = True
     auditor.wait()
+    audits.waitall()  # an audit still running would look up domains destroyed below
     for name in names:
         host.destroy(name)
     print(f"{boots} instances booted in {took:.2f} s")
