@@ -65,12 +65,19 @@ class lane:  # noqa: N801 - used like a function: ``with fairpool.lane("bulk"):`
         weight: Calls the lane may take per turn, from 1 to :data:`MAX_WEIGHT`.
 
     Raises:
+        TypeError: ``lane`` decorates a function directly (``@fairpool.lane``
+            instead of ``@fairpool.lane("name")``).
         ValueError: ``name`` is not a non-empty string, or ``weight`` is out of range.
     """
 
     __slots__ = ("name", "weight")
 
     def __init__(self, name: str, weight: int = 1) -> None:
+        if callable(name):
+            raise TypeError(
+                'fairpool.lane must be called with a lane name, as in @fairpool.lane("name"), '
+                f"not used bare as @fairpool.lane; name got {name!r}"
+            )
         self.name = check_lane_name(name)
         self.weight = check_weight(weight)
 

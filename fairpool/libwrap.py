@@ -104,9 +104,11 @@ def wrap_library(
         pool: The :class:`fairpool.Pool` to run in; the default pool if None.
 
     Raises:
-        TypeError: ``lock`` is neither None, a name, nor a lock.
+        TypeError: ``lib`` is None, or ``lock`` is neither None, a name, nor a lock.
         ValueError: ``name`` or a lock name is empty.
     """
+    if lib is None:
+        raise TypeError("lib must be the library, module or object to wrap, got None")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string or None, got {name!r}")
     instrumented: InstrumentedLock | None

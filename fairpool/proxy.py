@@ -6,6 +6,8 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._default import default_pool
+
 if TYPE_CHECKING:
     from .pool import Pool
 
@@ -15,8 +17,6 @@ __all__ = ["Proxy", "proxy_call"]
 def _pool(pool: Pool | None) -> Pool:
     if pool is not None:
         return pool
-    from .tpool import default_pool
-
     return default_pool()
 
 
@@ -33,6 +33,22 @@ def _check_autowrap(autowrap: object) -> tuple[type, ...]:
             raise TypeError(f"autowrap must hold only types, got {t!r} in {autowrap!r}")
         checked.append(t)
     return tuple(checked)
+
+
+def _check_autowrap_names(autowrap_names: object) -> tuple[str, ...]:
+    # eventlet tests ``attr in autowrap_names``, so a single string works there as one name.
+    if isinstance(autowrap_names, str):
+        return (autowrap_names,)
+    try:
+        names: tuple[object, ...] = tuple(autowrap_names)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"autowrap_names must be a name or a collection of names, got {autowrap_names!r}"
+        ) from None
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"autowrap_names must hold only strings, got {n!r} in {autowrap_names!r}")
+    return names  # type: ignore[return-value]
 
 
 def proxy_call(
@@ -53,7 +69,7 @@ def proxy_call(
     types = _check_autowrap(autowrap)
     rv = f(*args, **kwargs) if nonblocking else _pool(None).execute(f, *args, **kwargs)
     if isinstance(rv, types):
-        return Proxy(rv, types)
+        return Proxy._fp_make(rv, types, (), None, False, None)
     return rv
 
 
@@ -75,7 +91,7 @@ class Proxy:
         autowrap: Types: a result or attribute of one of them is returned
             wrapped in a Proxy too (a database connection's cursors).
         autowrap_names: Attribute names whose value, or whose method's
-            result, is returned wrapped.
+            result, is returned wrapped. A single string is one name.
         autowrap_rule: A callable that returns True for a result that should
             be wrapped, whatever its type (eventlet issue 586).
         autowrap_items: If true, a list or tuple returned by a method has
@@ -84,7 +100,9 @@ class Proxy:
         pool: The :class:`fairpool.Pool` to run in; the default pool if None.
 
     Raises:
-        TypeError: ``autowrap`` holds something that is not a type, or
+        TypeError: ``obj`` is None (a proxy of None has no method to call),
+            ``autowrap`` holds something that is not a type,
+            ``autowrap_names`` something that is not a string, or
             ``autowrap_rule`` is not callable.
     """
 
@@ -92,20 +110,56 @@ class Proxy:
         self,
         obj: Any,
         autowrap: Iterable[type] | type = (),
-        autowrap_names: Iterable[str] = (),
+        autowrap_names: Iterable[str] | str = (),
         *,
         autowrap_rule: Callable[[Any], bool] | None = None,
         autowrap_items: bool = False,
         pool: Pool | None = None,
     ) -> None:
+        if obj is None:
+            raise TypeError("obj must be the object to wrap, got None")
         if autowrap_rule is not None and not callable(autowrap_rule):
             raise TypeError(f"autowrap_rule must be callable or None, got {autowrap_rule!r}")
+        self._fp_init(
+            obj,
+            _check_autowrap(autowrap),
+            _check_autowrap_names(autowrap_names),
+            autowrap_rule,
+            autowrap_items,
+            pool,
+        )
+
+    def _fp_init(
+        self,
+        obj: Any,
+        autowrap: tuple[type, ...],
+        autowrap_names: tuple[str, ...],
+        rule: Callable[[Any], bool] | None,
+        items: bool,
+        pool: Pool | None,
+    ) -> None:
         self._obj = obj
-        self._autowrap = _check_autowrap(autowrap)
-        self._autowrap_names = tuple(autowrap_names)
-        self._fp_rule = autowrap_rule
-        self._fp_items = autowrap_items
+        self._autowrap = autowrap
+        self._autowrap_names = autowrap_names
+        self._fp_rule = rule
+        self._fp_items = items
         self._fp_pool = pool
+
+    @classmethod
+    def _fp_make(
+        cls,
+        obj: Any,
+        autowrap: tuple[type, ...],
+        autowrap_names: tuple[str, ...],
+        rule: Callable[[Any], bool] | None,
+        items: bool,
+        pool: Pool | None,
+    ) -> Proxy:
+        # A proxy made by a proxy, from checked arguments. It may wrap None, as
+        # eventlet's does: a method named in autowrap_names that returns None.
+        proxy = object.__new__(cls)
+        proxy._fp_init(obj, autowrap, autowrap_names, rule, items, pool)
+        return proxy
 
     # -- wrapping ---------------------------------------------------------
     def _fp_wants(self, value: Any) -> bool:
@@ -115,13 +169,7 @@ class Proxy:
         return rule is not None and bool(rule(value))
 
     def _fp_wrap(self, value: Any) -> Any:
-        return Proxy(
-            value,
-            self._autowrap,
-            autowrap_rule=self._fp_rule,
-            autowrap_items=self._fp_items,
-            pool=self._fp_pool,
-        )
+        return Proxy._fp_make(value, self._autowrap, (), self._fp_rule, self._fp_items, self._fp_pool)
 
     def _fp_result(self, rv: Any) -> Any:
         if isinstance(rv, Proxy):
@@ -214,4 +262,4 @@ class Proxy:
         it = iter(self._obj)
         if it == self._obj:
             return self
-        return Proxy(it, pool=self._fp_pool)
+        return Proxy._fp_make(it, (), (), None, False, self._fp_pool)

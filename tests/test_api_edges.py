@@ -1,0 +1,79 @@
+"""The API's edges: each mistake is an error naming the parameter and the value, where it is made;
+what eventlet.tpool accepts, fairpool accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import fairpool
+from fairpool import Proxy
+
+
+def test_lane_used_bare_as_a_decorator_says_to_give_a_name() -> None:
+    with pytest.raises(TypeError, match=r'called with a lane name, as in @fairpool\.lane\("name"\)') as info:
+
+        @fairpool.lane  # type: ignore[arg-type]
+        def spawn() -> None:
+            pass
+
+    assert "name got <function" in str(info.value) and "spawn" in str(info.value)
+
+
+def test_lane_with_a_name_still_decorates() -> None:
+    @fairpool.lane("boot")
+    def spawn() -> tuple[str, int] | None:
+        return fairpool.current_lane()
+
+    assert spawn() == ("boot", 1)
+
+
+def test_a_proxy_of_none_is_refused_where_it_is_made() -> None:
+    with pytest.raises(TypeError, match="obj must be the object to wrap, got None"):
+        Proxy(None)
+
+
+def test_a_method_named_in_autowrap_names_may_still_return_none_wrapped_as_eventlet_does() -> None:
+    class Conn:
+        def cursor(self) -> None:
+            return None
+
+    result = Proxy(Conn(), autowrap_names=("cursor",)).cursor()
+    assert isinstance(result, Proxy) and result == None  # noqa: E711 - Proxy.__eq__ compares the object
+    assert not result
+
+
+def test_wrap_library_of_none_is_refused() -> None:
+    with pytest.raises(TypeError, match="lib must be the library, module or object to wrap, got None"):
+        fairpool.wrap_library(None)
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.child = object()
+        self.c = object()
+
+    def cursor(self) -> object:
+        return object()
+
+
+def test_autowrap_names_as_one_string_is_one_name() -> None:
+    p = Proxy(_Conn(), autowrap_names="cursor")
+    assert isinstance(p.cursor(), Proxy)
+    p = Proxy(_Conn(), autowrap_names="child")
+    assert isinstance(p.child, Proxy)
+    assert not isinstance(p.c, Proxy), "a single string must not be read as its characters"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (None, "autowrap_names must be a name or a collection of names, got None"),
+        (3, "autowrap_names must be a name or a collection of names, got 3"),
+        (("cursor", 1), r"autowrap_names must hold only strings, got 1 in \('cursor', 1\)"),
+    ],
+)
+def test_bad_autowrap_names_are_named(bad: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        Proxy(_Conn(), autowrap_names=bad)
