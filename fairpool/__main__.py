@@ -1,14 +1,30 @@
-"""The ``fairpool`` command: ``fairpool demo``, ``fairpool report TRACE.json ...``."""
+"""The ``fairpool`` command: ``fairpool demo``, ``fairpool report TRACE.json ...``, ``fairpool --version``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+# Help is plain text: the module's docstring is reST.
+DESCRIPTION = "fairpool: a fair, cancellable, instrumented drop-in for eventlet.tpool."
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's own when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("fairpool")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fairpool", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="fairpool", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"fairpool {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", help="show a blocking C call freezing green threads, and the fix")
     sub.add_parser(
         "report", help="name the contention in trace files (fairpool report --help)", add_help=False

@@ -316,12 +316,25 @@ def timeline(
     plt.close(fig)
 
 
+def _rows(text: str) -> int:
+    """``--top``'s type: a whole number of rows, at least 1 (argparse names the option)."""
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="fairpool report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="fairpool report",
+        description=(__doc__ or "").replace("``", ""),  # plain text, not reST
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("traces", nargs="+", type=Path, metavar="TRACE.json")
-    parser.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
+    parser.add_argument("--top", type=_rows, default=10, metavar="N", help="rows per table (default 10)")
     parser.add_argument("--timeline", type=Path, metavar="OUT.png", help="also draw the tracks to a PNG")
     args = parser.parse_args(argv)
     try:

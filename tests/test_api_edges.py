@@ -3,12 +3,15 @@ what eventlet.tpool accepts, fairpool accepts."""
 
 from __future__ import annotations
 
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import fairpool
 from fairpool import Proxy
+from fairpool.__main__ import main as fairpool_main
 
 
 def test_lane_used_bare_as_a_decorator_says_to_give_a_name() -> None:
@@ -77,3 +80,50 @@ def test_autowrap_names_as_one_string_is_one_name() -> None:
 def test_bad_autowrap_names_are_named(bad: Any, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         Proxy(_Conn(), autowrap_names=bad)
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "many", "2.5"])
+def test_report_top_must_be_a_positive_int(
+    bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "t.json"
+    trace.write_text("[]")
+    with pytest.raises(SystemExit) as info:
+        fairpool_main(["report", str(trace), "--top", bad])
+    assert info.value.code == 2
+    assert f"argument --top: must be an int >= 1, got {bad!r}" in capsys.readouterr().err
+
+
+def test_report_top_accepts_a_positive_int(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "t.json"
+    trace.write_text("[]")
+    assert fairpool_main(["report", str(trace), "--top", "3"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"]])
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        fairpool_main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fairpool" in out
+    assert "``" not in out and ":data:" not in out and ":func:" not in out, out
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        fairpool_main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fairpool {metadata.version('fairpool')}"
+
+
+def test_version_falls_back_to_the_package_version(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    with pytest.raises(SystemExit):
+        fairpool_main(["--version"])
+    assert capsys.readouterr().out.strip() == f"fairpool {fairpool.__version__}"
