@@ -15,6 +15,12 @@ that have calls waiting. Guarantees, checked by tests/test_fairqueue.py:
 With one lane (a program that never names one) it is plain FIFO.
 
 ``FifoQueue``: arrival order, lanes ignored except in the per-lane counts.
+
+Removal is O(1) in both: a removed item is forgotten from the set of live
+items and skipped when it reaches the head of its lane. When skipped items
+outnumber the live ones (and there are many), the lanes are compacted, so
+memory stays proportional to what is queued. A caller that times out in a
+loop therefore costs the pool O(1) per call, however long the queue.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = ["POLICIES", "FairQueue", "FifoQueue"]
+
+#: Compact when more than this many removed items wait to be skipped (and they outnumber the live).
+COMPACT_AFTER = 1024
 
 
 class _HasLane(Protocol):
@@ -32,28 +43,53 @@ T = TypeVar("T", bound=_HasLane)
 
 
 class _Lane(Generic[T]):
-    __slots__ = ("active", "credit", "items", "name", "weight")
+    __slots__ = ("credit", "items", "live", "name", "weight")
 
     def __init__(self, name: str, weight: int) -> None:
         self.name = name
         self.weight = weight
-        self.items: deque[T] = deque()
+        self.items: deque[T] = deque()  # live items, and removed ones not yet skipped
+        self.live = 0  # live items in ``items``
         self.credit = weight  # items it may still take in its current turn
-        self.active = False  # in the rotation (has items); idle lanes are forgotten
 
 
-class FairQueue(Generic[T]):
+class _Removable(Generic[T]):
+    """The live-item set and the removed-item count shared by both policies."""
+
+    def __init__(self) -> None:
+        self._live: set[T] = set()
+        self._removed = 0  # removed items still sitting in a deque
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._live
+
+    def _forget(self, item: T) -> bool:
+        try:
+            self._live.remove(item)
+        except KeyError:
+            return False
+        self._removed += 1
+        return True
+
+    def _should_compact(self) -> bool:
+        return self._removed > COMPACT_AFTER and self._removed > len(self._live)
+
+
+class FairQueue(_Removable[T]):
     """Weighted round-robin between lanes, FIFO within each."""
 
     policy = "fair"
 
     def __init__(self) -> None:
+        super().__init__()
+        # The lane of each name that has live items. A lane whose items were all
+        # removed leaves this dict at once (a later put starts a new lane at the
+        # back of the rotation) and the rotation when it comes to the head.
         self._lanes: dict[str, _Lane[T]] = {}
-        self._rotation: deque[_Lane[T]] = deque()
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
+        self._rotation: deque[_Lane[T]] = deque()  # the current lane first
 
     def put(self, item: T, weight: int = 1) -> None:
         """Queue an item at the back of its lane.
@@ -64,49 +100,62 @@ class FairQueue(Generic[T]):
         lane = self._lanes.get(item.lane)
         if lane is None:
             lane = self._lanes[item.lane] = _Lane(item.lane, weight)
+            self._rotation.append(lane)
         else:
             lane.weight = weight
         lane.items.append(item)
-        self._len += 1
-        if not lane.active:
-            lane.active = True
-            lane.credit = lane.weight
-            self._rotation.append(lane)
+        lane.live += 1
+        self._live.add(item)
 
     def pop(self) -> T | None:
         """Take the next item, or None when empty."""
-        rotation = self._rotation
-        if not rotation:
-            return None
-        lane = rotation[0]
-        item = lane.items.popleft()
-        self._len -= 1
-        if not lane.items:
-            rotation.popleft()
-            lane.active = False
+        rotation, live = self._rotation, self._live
+        while rotation:
+            lane = rotation[0]
+            if not lane.live:
+                self._drop_lane(lane)
+                continue
+            item = lane.items.popleft()
+            if item not in live:
+                self._removed -= 1  # removed earlier: skip it, at no cost to the lane's turn
+                continue
+            live.remove(item)
+            lane.live -= 1
+            if not lane.live:
+                self._drop_lane(lane)
+            else:
+                lane.credit -= 1
+                if lane.credit <= 0:
+                    lane.credit = lane.weight
+                    rotation.rotate(-1)
+            return item
+        return None
+
+    def _drop_lane(self, lane: _Lane[T]) -> None:
+        """Take the lane at the head of the rotation out (it has no live items)."""
+        self._removed -= len(lane.items)
+        self._rotation.popleft()
+        if self._lanes.get(lane.name) is lane:
             del self._lanes[lane.name]
-        else:
-            lane.credit -= 1
-            if lane.credit <= 0:
-                lane.credit = lane.weight
-                rotation.rotate(-1)
-        return item
 
     def remove(self, item: T) -> bool:
-        """Take a given item out (a cancelled call). False if it is not here."""
-        lane = self._lanes.get(item.lane)
-        if lane is None:
+        """Take a given item out (a cancelled call), in O(1). False if it is not queued."""
+        if not self._forget(item):
             return False
-        try:
-            lane.items.remove(item)
-        except ValueError:
-            return False
-        self._len -= 1
-        if not lane.items and lane.active:
-            lane.active = False
-            self._rotation.remove(lane)
-            del self._lanes[lane.name]
+        lane = self._lanes[item.lane]
+        lane.live -= 1
+        if not lane.live:
+            del self._lanes[lane.name]  # its removed items are skipped when it reaches the head
+        if self._should_compact():
+            self._compact()
         return True
+
+    def _compact(self) -> None:
+        live = self._live
+        for lane in self._rotation:
+            lane.items = deque(i for i in lane.items if i in live)
+        self._rotation = deque(lane for lane in self._rotation if lane.live)
+        self._removed = 0
 
     def drain(self) -> list[T]:
         """Remove and return every item, in the order they would have been popped."""
@@ -119,43 +168,49 @@ class FairQueue(Generic[T]):
 
     def counts(self) -> dict[str, int]:
         """Queued items per lane (lanes with none are left out)."""
-        return {name: len(lane.items) for name, lane in self._lanes.items()}
+        return {name: lane.live for name, lane in self._lanes.items() if lane.live}
 
     def __iter__(self) -> Iterator[T]:
+        live = self._live
         for lane in self._rotation:
-            yield from lane.items
+            yield from (i for i in lane.items if i in live)
 
 
-class FifoQueue(Generic[T]):
+class FifoQueue(_Removable[T]):
     """Arrival order, whatever the lane."""
 
     policy = "fifo"
 
     def __init__(self) -> None:
+        super().__init__()
         self._items: deque[T] = deque()
         self._counts: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def put(self, item: T, weight: int = 1) -> None:
         """Queue an item last; ``weight`` has no effect on a FIFO queue."""
         self._items.append(item)
+        self._live.add(item)
         self._counts[item.lane] = self._counts.get(item.lane, 0) + 1
 
     def pop(self) -> T | None:
-        if not self._items:
-            return None
-        item = self._items.popleft()
-        self._uncount(item.lane)
-        return item
+        items, live = self._items, self._live
+        while items:
+            item = items.popleft()
+            if item in live:
+                live.remove(item)
+                self._uncount(item.lane)
+                return item
+            self._removed -= 1
+        return None
 
     def remove(self, item: T) -> bool:
-        try:
-            self._items.remove(item)
-        except ValueError:
+        if not self._forget(item):
             return False
         self._uncount(item.lane)
+        if self._should_compact():
+            live = self._live
+            self._items = deque(i for i in self._items if i in live)
+            self._removed = 0
         return True
 
     def _uncount(self, lane: str) -> None:
@@ -166,16 +221,19 @@ class FifoQueue(Generic[T]):
             del self._counts[lane]
 
     def drain(self) -> list[T]:
-        out = list(self._items)
+        out = list(self)
         self._items.clear()
+        self._live.clear()
         self._counts.clear()
+        self._removed = 0
         return out
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
 
     def __iter__(self) -> Iterator[T]:
-        return iter(self._items)
+        live = self._live
+        return (i for i in self._items if i in live)
 
 
 POLICIES: dict[str, type[FairQueue[Any]] | type[FifoQueue[Any]]] = {"fair": FairQueue, "fifo": FifoQueue}

@@ -1,16 +1,17 @@
-"""Carrying finished jobs from worker threads back to an eventlet hub.
+"""Carrying answers from worker threads back to an eventlet hub.
 
-One channel per hub (per native thread that runs one): a deque of finished
-jobs and a pipe whose read end the hub watches. A worker appends the job,
-then writes one byte only if no wake-up is already pending, so a burst of
-completions costs one ``write`` and one hub wake-up, not one each. The hub
-reads the byte, clears the pending flag and then drains *every* ready job,
-switching to each waiting greenlet in turn.
+One channel per hub (per native thread that runs one): a deque of answered
+green waiters and a pipe whose read end the hub watches. A worker appends
+the waiter, then writes one byte only if no wake-up is already pending, so a
+burst of completions costs one ``write`` and one hub wake-up, not one each.
+The hub reads the byte, clears the pending flag and then drains *every*
+ready waiter, resuming each in turn (``waiter.resume()``, see
+``fairpool._waiters.GreenWaiter``).
 
 The race, and why nothing is lost: a worker appends *before* it looks at
 ``pending``; the hub clears ``pending`` *before* it drains. A worker that
 sees ``pending`` set therefore appended before the hub cleared it, so the
-drain that follows finds its job. A worker that sees it clear writes a byte,
+drain that follows finds its waiter. A worker that sees it clear writes a byte,
 at worst one wake-up too many, which drains nothing.
 
 Thread rules: ``deliver`` is called from any thread (it only touches the
@@ -24,13 +25,12 @@ import logging
 import sys
 import weakref
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import greenlet
 from eventlet import hubs
 from eventlet.hubs import hub as hub_base
 
-from . import _job
 from ._native import os
 from .errors import HubChannelError
 
@@ -44,6 +44,12 @@ _channels: weakref.WeakSet[HubChannel] = weakref.WeakSet()
 CHECK_INTERVAL = 1.0
 
 log = logging.getLogger("fairpool")
+
+
+class Resumable(Protocol):
+    """What a channel carries: a green waiter that the hub resumes if it still waits."""
+
+    def resume(self) -> None: ...
 
 
 def _noop(*_args: Any) -> None:
@@ -67,10 +73,11 @@ class HubChannel:
         "_timer",  # the health check's hub timer
         "broken",  # the exception that broke the pipe, once it did
         "drains",  # hub wake-ups that drained the queue
+        "forked",  # in a forked child: the pipe is gone, wake-ups go through hub timers
         "hub",  # the eventlet hub; only its thread uses it
         "listener",
         "pending",  # a wake-up byte is in the pipe and not yet read
-        "ready",  # deque of finished jobs: append from any thread, popleft in the hub
+        "ready",  # deque of answered waiters: append from any thread, popleft in the hub
         "rfd",
         "wfd",
         "writes",  # wake-up bytes written (for statistics and benchmarks)
@@ -78,8 +85,9 @@ class HubChannel:
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
-        self.ready: deque[_job.Job] = deque()
+        self.ready: deque[Resumable] = deque()
         self.pending = False
+        self.forked = False
         self.broken: BaseException | None = None
         self.writes = 0
         self.drains = 0
@@ -131,9 +139,9 @@ class HubChannel:
         log.warning("fairpool: the wake-up pipe to the eventlet hub failed (%r); it was rebuilt", error)
 
     # -- any thread -------------------------------------------------------
-    def deliver(self, job: _job.Job) -> None:
-        """Hand a finished job to its waiter's hub. Safe from any thread."""
-        self.ready.append(job)
+    def deliver(self, waiter: Resumable) -> None:
+        """Hand an answered waiter to its hub. Safe from any thread."""
+        self.ready.append(waiter)
         if not self.pending:
             self.wake()
 
@@ -159,8 +167,9 @@ class HubChannel:
         self.drain()
 
     def drain(self) -> None:
-        """Switch to the waiter of every ready job. Runs in the hub greenlet."""
-        switch_to_waiters(self.hub, self.ready.popleft, self._rewake)
+        """Resume every ready waiter. Runs in the hub greenlet."""
+        self.pending = False
+        resume_waiters(self.hub, self.ready.popleft, self._rewake)
 
     def _rewake(self) -> None:
         if self.ready:
@@ -171,6 +180,10 @@ class HubChannel:
         """Make the hub run a drain soon (if no wake-up is pending)."""
         if not self.pending:
             self.pending = True
+            if self.forked:
+                # In a forked child only the forking thread lives on: it is this hub's.
+                self.hub.schedule_call_global(0, self.drain)
+                return
             self.writes += 1
             try:
                 os.write(self.wfd, b"\0")
@@ -190,7 +203,9 @@ class HubChannel:
 
         The child may share its hub's epoll instance with the parent, so the
         listener is removed from the hub's own tables only (an epoll_ctl would
-        remove the parent's registration too), and the fds are closed.
+        remove the parent's registration too), and the fds are closed. Waiters
+        answered before or after the fork are resumed from hub timers; the
+        hub's next green caller makes a new channel.
         """
         try:
             hub_base.BaseHub.remove(self.hub, self.listener)
@@ -198,48 +213,38 @@ class HubChannel:
             pass
         self._timer.cancel()
         self._finalizer()
+        self.forked = True
+        self.pending = False
         if getattr(self.hub, "_fairpool_channel", None) is self:
             self.hub._fairpool_channel = None
         if self.ready:
-            # Calls that finished before the fork: their waiters live on in
-            # this child too, so hand the outcomes over from a hub timer.
-            self.hub.schedule_call_global(0, switch_to_waiters, self.hub, self.ready.popleft)
+            self.wake()
 
 
-def switch_to_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
-    """Give each job ``pop()`` returns to its waiting greenlet, until IndexError.
+def resume_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
+    """Resume each waiter ``pop()`` returns, until IndexError. Runs in the hub greenlet.
 
-    Runs in the hub greenlet: each waiter runs until it blocks again, then
-    the hub comes back here for the next one. A waiter may instead *die*
-    (its green thread ends with an exception): greenlet raises that
-    exception here, in the parent. It is reported as eventlet's hub reports
-    a failing timer, and the drain goes on; if it is KeyboardInterrupt or
-    SystemExit it goes on up to the hub, after ``rewake()`` makes sure the
-    jobs still ready get a wake-up of their own.
+    Each waiter runs until it blocks again, then the hub comes back here for
+    the next one. A waiter may instead *die* (its green thread ends with an
+    exception): greenlet raises that exception here, in the parent. It is
+    reported as eventlet's hub reports a failing timer, and the drain goes
+    on; if it is KeyboardInterrupt or SystemExit it goes on up to the hub,
+    after ``rewake()`` makes sure the waiters still ready get a wake-up of
+    their own.
     """
     while True:
         try:
-            job = pop()
+            waiter = pop()
         except IndexError:
             return
-        state = job.state
-        if state == _job.DONE or state == _job.CLOSED:
-            waiter = job.waiter
-            if waiter is None or waiter.dead:
-                job.drop()  # the caller gave up (its cancel cleared the waiter)
-                continue
-            job.state = _job.DELIVERED
-            job.waiter = None
-            try:
-                waiter.switch()
-            except hub.SYSTEM_EXCEPTIONS:
-                if rewake is not None:
-                    rewake()
-                raise
-            except BaseException:  # noqa: BLE001 - a green thread died; the hub reports it
-                hub.squelch_generic_exception(sys.exc_info())
-        else:
-            job.drop()  # the caller gave up: its outcome is dropped here
+        try:
+            waiter.resume()
+        except hub.SYSTEM_EXCEPTIONS:
+            if rewake is not None:
+                rewake()
+            raise
+        except BaseException:  # noqa: BLE001 - a green thread died; the hub reports it
+            hub.squelch_generic_exception(sys.exc_info())
 
 
 def on_hub() -> bool:
@@ -283,9 +288,7 @@ def _channel_of(hub: Any) -> HubChannel:
     return channel
 
 
-def _after_fork_in_child() -> None:
+def forget_all_after_fork() -> None:
+    """In a forked child: every channel lets go of its parent's pipe (see ``forget_after_fork``)."""
     for channel in list(_channels):
         channel.forget_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

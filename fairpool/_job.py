@@ -1,115 +1,104 @@
-"""One pool call: what to run, who waits for it, where it is in its life.
+"""One pool call, its states, and the one table of who may move them.
 
-State changes that two threads can race on (a worker starting or finishing
-the job, a caller cancelling it, a shutdown answering it) happen under the
-owning pool's lock. A green waiter's job is read by the hub thread only
-after that, so the hub sees a settled state.
+::
+
+    NEW ──admitted──► QUEUED ──a worker takes it──► RUNNING ──it returns──► DONE
+     │                  │                             │
+     │                  ├──its caller gives up──► CANCELLED (it never runs)
+     ├──its caller gives up before it was taken in ──┘│
+     │                                                ├──its caller gives up──► ABANDONED
+     └──refused──► CLOSED ◄──shutdown, exit, fork, ───┘   (its outcome is dropped)
+                             a fault, no worker
+
+Every move goes through :func:`move`, under the owning pool's lock. A move
+that the table does not allow changes nothing and returns False: that is how
+a worker finishing a call that was already answered (CLOSED) or left
+(ABANDONED) drops its outcome, and how two answers never reach one caller.
+
+Whoever moves a job into DONE or CLOSED owns its answer: after releasing the
+lock it calls ``job.waiter.answer(job)``, once. CANCELLED and ABANDONED are
+not answered: the caller already left.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-# Job states. Ints, compared with ``is``-free ``==`` on the hot path.
-QUEUED = 0  # admitted to the pool's queue, or waiting for admission (``admitted`` False)
-RUNNING = 1  # a worker took it
-DONE = 2  # the worker set the outcome and is handing it back
-DELIVERED = 3  # the waiter was given the outcome
-CANCELLED = 4  # the caller gave up while it was queued: it never ran
-ABANDONED = 5  # the caller gave up while it ran: its outcome is dropped
-CLOSED = 6  # answered with PoolClosed by a shutdown or a fork; any late outcome is dropped
+__all__ = ["ANSWERED", "STATE_NAMES", "TRANSITIONS", "Job", "describe", "move", "run_call"]
 
-STATE_NAMES = ("queued", "running", "done", "delivered", "cancelled", "abandoned", "closed")
+NEW = 0  # made by its caller, not yet taken in by the pool
+QUEUED = 1  # in the pool's run queue, or held for room in a bounded queue
+RUNNING = 2  # a worker runs it
+DONE = 3  # it ran; its outcome is (being) handed to its waiter
+CANCELLED = 4  # its caller gave up before it ran: it never runs
+ABANDONED = 5  # its caller gave up while it ran: its outcome is dropped
+CLOSED = 6  # answered with an error instead of running to the end
+
+STATE_NAMES = ("new", "queued", "running", "done", "cancelled", "abandoned", "closed")
+
+#: Who may take each move. Any move not listed is refused by :func:`move`.
+TRANSITIONS: dict[tuple[int, int], str] = {
+    (NEW, QUEUED): "the pool, taking in a submitted call (admission)",
+    (NEW, CANCELLED): "the pool, taking in a call whose caller already gave up",
+    (NEW, CLOSED): "the pool: closed, queue full (on_full='raise'), or no worker could start",
+    (QUEUED, RUNNING): "a worker",
+    (QUEUED, CANCELLED): "the caller (timeout, kill, future.cancel()), or a worker finding it cancelled",
+    (QUEUED, CLOSED): "shutdown's timeout, exit, fork, or no worker could start",
+    (RUNNING, DONE): "the worker that ran it",
+    (RUNNING, ABANDONED): "the caller (timeout, kill)",
+    (RUNNING, CLOSED): "shutdown's timeout, fork, or a fault in the worker's loop",
+}
+_ALLOWED = frozenset(TRANSITIONS)
+
+#: The states whose waiter is answered.
+ANSWERED = (DONE, CLOSED)
 
 
 class Job:
-    """A call handed to a pool, with its outcome once it ran."""
+    """A call handed to a pool: what to run, who waits, where it is in its life."""
 
     __slots__ = (
-        # Set by the caller before the job is queued; read by the worker.
+        # Set by the caller before the pool sees the job; cleared when it runs or is answered.
         "fn",
         "args",
         "kwargs",
         "lane",
         "weight",  # the lane's weight, kept for a call admitted later
-        # How the waiter is told: exactly one of these is used.
-        "waiter",  # a greenlet waiting on a hub (green caller), else None
-        "channel",  # the HubChannel of that greenlet's hub
-        "done_lock",  # a held native lock a native caller blocks on, else None
-        "future",  # a concurrent.futures.Future (pool.submit), else None
-        # Changed under the pool lock.
+        "waiter",  # answers the caller: see fairpool._waiters
+        "info",  # a _hooks.CallInfo while observers are registered, else None
+        # Changed under the pool's lock only, through move().
         "state",
-        "admitted",  # in the run queue (True) or waiting for a free slot (False)
-        "cancel_requested",  # its caller gave up: a worker that takes it skips it
-        # Set by the worker; read by the waiter after delivery.
+        "held",  # QUEUED but waiting for room in a bounded queue (admission's own flag)
+        # Set by the caller (any thread, a plain store): the pool applies it when it takes the job in.
+        "cancel_requested",
+        # The outcome: set under the lock by whoever moved the job into DONE or CLOSED.
         "ok",
         "result",
-        # Timestamps (monotonic seconds) for statistics and tracing.
+        # Monotonic seconds, for statistics and observers.
         "t_queued",
         "t_started",
         "t_finished",
-        # Set only while a trace is recording.
-        "trace_id",
-        "trace_track",
-        "trace_name",
     )
 
     def __init__(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        lane: str,
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], lane: str, weight: int
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.lane = lane
-        self.weight = 1
+        self.weight = weight
         self.waiter: Any = None
-        self.channel: Any = None
-        self.done_lock: Any = None
-        self.future: Any = None
-        self.state = QUEUED
-        self.admitted = False
+        self.info: Any = None
+        self.state = NEW
+        self.held = False
         self.cancel_requested = False
         self.ok = False
         self.result: Any = None
         self.t_queued = 0.0
         self.t_started = 0.0
         self.t_finished = 0.0
-        self.trace_id = 0
-        self.trace_track = 0
-        self.trace_name = ""
-
-    def run(self) -> None:
-        """Run the call in this thread and keep its outcome. Never raises.
-
-        A ``BaseException`` (SystemExit, KeyboardInterrupt, GeneratorExit,
-        eventlet.Timeout) is an outcome like any other: it goes back to the
-        caller and the worker thread lives on.
-        """
-        fn, args, kwargs = self.fn, self.args, self.kwargs
-        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
-        try:
-            self.result = fn(*args, **kwargs)
-            self.ok = True
-        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
-            tb = exc.__traceback__
-            # The first entry is this frame; the caller wants fn's frames.
-            if tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            exc.__traceback__ = tb
-            # Those frames have returned: drop their locals, so the traceback
-            # the caller gets does not keep the call's arguments alive.
-            if tb is not None:
-                traceback.clear_frames(tb)
-            self.result = exc
-            self.ok = False
-            del exc
-        del fn, args, kwargs
 
     def unwrap(self) -> Any:
         """Return the value or raise the exception, and forget both."""
@@ -122,12 +111,39 @@ class Job:
         finally:
             result = None
 
-    def drop(self) -> None:
-        """Forget everything the call held: its callable, arguments and outcome."""
-        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
-        self.result = None
-        self.waiter = None
-        self.future = None
+    def __repr__(self) -> str:
+        return f"<fairpool job {STATE_NAMES[self.state]} lane={self.lane!r}>"
+
+
+def move(job: Job, to: int) -> bool:
+    """Move ``job`` to state ``to`` if :data:`TRANSITIONS` allows it. Call under the pool's lock."""
+    if (job.state, to) in _ALLOWED:
+        job.state = to
+        return True
+    return False
+
+
+def run_call(job: Job) -> tuple[bool, Any]:
+    """Run the job's call in this thread; return ``(True, value)`` or ``(False, exception)``.
+
+    Never raises: a ``BaseException`` (SystemExit, KeyboardInterrupt,
+    GeneratorExit, eventlet.Timeout) is an outcome like any other, and the
+    worker lives on. The callable and arguments are dropped first, so the job
+    does not keep them alive. The traceback is left as the call made it
+    (less this frame): clearing its frames would close a suspended generator
+    whose frame is in it, which a direct call would not do.
+    """
+    fn, args, kwargs = job.fn, job.args, job.kwargs
+    job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
+    try:
+        return True, fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code is run_call.__code__:
+            exc.__traceback__ = tb.tb_next  # the caller wants fn's frames, not this one
+        return False, exc
+    finally:
+        del fn, args, kwargs
 
 
 def describe(fn: Callable[..., Any]) -> str:
@@ -142,6 +158,3 @@ def describe(fn: Callable[..., Any]) -> str:
     if module and module not in ("builtins", "__main__"):
         return f"{module}.{name}"
     return str(name)
-
-
-__all__ = ["STATE_NAMES", "Job", "describe"]

@@ -16,6 +16,7 @@ Import everything native from here, so the rule lives in one place.
 
 from __future__ import annotations
 
+import _imp
 import threading as _threading_now
 import types
 from collections.abc import Callable
@@ -67,3 +68,22 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
     thread = module.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def holds_import_lock() -> bool:
+    """Whether *this* thread holds the global import lock (then a pool call runs inline, as eventlet's).
+
+    ``_imp.lock_held()`` is true while *any* thread holds it, which a worker
+    does for a moment each time it imports: trusting it alone would run
+    calls inline on the hub at random (eventlet.tpool does). Only the owner
+    may release the lock, so a release that works tells us we own it; the
+    lock is taken back at once.
+    """
+    if not _imp.lock_held():
+        return False
+    try:
+        _imp.release_lock()
+    except RuntimeError:
+        return False  # held by another thread
+    _imp.acquire_lock()
+    return True

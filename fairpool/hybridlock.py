@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from . import _hubchannel, _job
+from . import _hubchannel
 from ._native import LockContext, allocate_lock
+from ._waiters import GreenWaiter, NativeWaiter
 
 __all__ = ["HybridRLock"]
 
@@ -32,12 +33,11 @@ _getcurrent = _hubchannel.getcurrent
 class _Waiter:
     """One thread or green thread waiting for the lock."""
 
-    __slots__ = ("owner", "job", "native")
+    __slots__ = ("owner", "wake")
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: Any, wake: GreenWaiter | NativeWaiter) -> None:
         self.owner = owner  # the greenlet that will own the lock
-        self.job: _job.Job | None = None  # a green waiter's wake-up token
-        self.native: Any = None  # a native waiter's held lock
+        self.wake = wake  # answered when the lock is handed to this waiter
 
 
 class HybridRLock(LockContext):
@@ -65,51 +65,28 @@ class HybridRLock(LockContext):
                 return True
             if not blocking:
                 return False
-            waiter = _Waiter(me)
             channel = _hubchannel.green_channel()
-            if channel is not None:
-                token = waiter.job = _job.Job(None, (), {}, "")  # type: ignore[arg-type]
-                token.waiter, token.channel, token.state = me, channel, _job.RUNNING
-            else:
-                waiter.native = allocate_lock()
-                waiter.native.acquire()
+            waiter = _Waiter(me, GreenWaiter(channel) if channel is not None else NativeWaiter())
             self._waiters.append(waiter)
-        if waiter.job is not None:
-            return self._wait_green(waiter)
-        return self._wait_native(waiter, timeout)
-
-    def _wait_green(self, waiter: _Waiter) -> bool:
-        token = waiter.job
-        assert token is not None
+        wake = waiter.wake
         try:
-            while token.state != _job.DELIVERED:
-                token.channel.hub.switch()
+            if isinstance(wake, GreenWaiter):
+                wake.wait()  # a timeout is an eventlet.Timeout, raised in here
+                return True
+            if wake.wait(timeout):
+                return True
         except BaseException:
             self._give_up(waiter)  # killed or timed out while waiting
             raise
-        return True
-
-    def _wait_native(self, waiter: _Waiter, timeout: float) -> bool:
-        try:
-            got = waiter.native.acquire(True, timeout)
-        except BaseException:
-            self._give_up(waiter)
-            raise
-        if not got:
-            return not self._give_up(waiter)
-        return True
+        return not self._give_up(waiter)
 
     def _give_up(self, waiter: _Waiter) -> bool:
         """Stop waiting. True if still waiting; False if the lock was handed over meanwhile."""
         with self._mutex:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-                if waiter.job is not None:
-                    waiter.job.state = _job.ABANDONED  # a stray wake-up is dropped
                 return True
         if self._owner is waiter.owner:
-            if waiter.job is not None:
-                waiter.job.state = _job.ABANDONED
             self._depth = 1
             self.release()  # it was ours: pass it on
         return False
@@ -127,12 +104,7 @@ class HybridRLock(LockContext):
                 return
             nxt = self._waiters.popleft()
             self._owner, self._depth = nxt.owner, 1
-            if nxt.job is not None:
-                nxt.job.state = _job.DONE
-        if nxt.job is not None:
-            nxt.job.channel.deliver(nxt.job)
-        else:
-            nxt.native.release()
+        nxt.wake.answer(None)
 
     def locked(self) -> bool:
         return self._owner is not None

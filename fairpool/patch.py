@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._faultlog import set_logging_hybrid
 from ._native import allocate_lock
 
 __all__ = ["is_patched", "monkey_patch", "unpatch"]
@@ -96,6 +97,7 @@ def patch_logging() -> None:
             self.lock = HybridRLock()  # type: ignore[assignment]
 
         logging_module._lock = HybridRLock()  # type: ignore[attr-defined]
+        set_logging_hybrid(True)
         logging_module.Handler.createLock = create_lock  # type: ignore[method-assign]
         for ref in list(logging_module._handlerList):  # type: ignore[attr-defined]
             handler = ref()
@@ -118,6 +120,7 @@ def unpatch_logging() -> None:
         if _saved_logging is None:
             return
         logging_module._lock = _saved_logging["_lock"]  # type: ignore[attr-defined]
+        set_logging_hybrid(False)
         logging_module.Handler.createLock = _saved_logging["createLock"]  # type: ignore[method-assign]
         for ref, lock in _saved_logging["handlers"].values():
             handler = ref()

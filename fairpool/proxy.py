@@ -6,6 +6,8 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._default import default_pool
+
 if TYPE_CHECKING:
     from .pool import Pool
 
@@ -15,8 +17,6 @@ __all__ = ["Proxy", "proxy_call"]
 def _pool(pool: Pool | None) -> Pool:
     if pool is not None:
         return pool
-    from .tpool import default_pool
-
     return default_pool()
 
 

@@ -15,8 +15,10 @@ from typing import ParamSpec, TypeVar
 
 from eventlet import timeout as _timeout
 
-from ._native import allocate_lock, os
-from .pool import DEFAULT_THREADS, Pool, _check_size
+from . import _default
+from ._default import SIZE_VARIABLE as SIZE_VARIABLE
+from ._default import default_pool as default_pool
+from .pool import Pool, check_size
 from .proxy import Proxy as Proxy
 from .proxy import proxy_call as proxy_call
 from .statistics import PoolStatistics
@@ -32,42 +34,9 @@ QUIET = True
 EXC_CLASSES = (Exception, _timeout.Timeout)
 SYS_EXCS = (GeneratorExit, KeyboardInterrupt, SystemExit)
 
-SIZE_VARIABLE = "EVENTLET_THREADPOOL_SIZE"
-
-_default: Pool | None = None
-_default_lock = allocate_lock()
-
-
-def _size_from_environment() -> int:
-    raw = os.environ.get(SIZE_VARIABLE)
-    if raw is None or raw.strip() == "":
-        return DEFAULT_THREADS
-    try:
-        size = int(raw)
-    except ValueError:
-        raise ValueError(f"{SIZE_VARIABLE} must be an int >= 0, got {raw!r}") from None
-    return _check_size(size, SIZE_VARIABLE)
-
-
-def default_pool() -> Pool:
-    """The pool behind the module-level functions, made on first use.
-
-    Raises:
-        ValueError: ``EVENTLET_THREADPOOL_SIZE`` is not an int >= 0.
-    """
-    global _default
-    pool = _default
-    if pool is None:
-        with _default_lock:
-            if _default is None:
-                _default = Pool(_size_from_environment(), name="default", _size_source=SIZE_VARIABLE)
-            pool = _default
-    return pool
-
-
 def execute(meth: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``meth(*args, **kwargs)`` in the default pool; see :meth:`fairpool.Pool.execute`."""
-    return (_default or default_pool())._core.execute(meth, args, kwargs)  # type: ignore[no-any-return]
+    return (_default.current or default_pool())._call(meth, args, kwargs)  # type: ignore[no-any-return]
 
 
 def setup() -> None:
@@ -76,7 +45,7 @@ def setup() -> None:
     Threads start on demand, so this is never needed before a call; it
     exists for code written against eventlet.tpool.
     """
-    default_pool()._core.reopen()
+    default_pool()._reopen()
 
 
 def killall() -> None:
@@ -85,11 +54,11 @@ def killall() -> None:
     As eventlet's: results of calls in flight are still delivered, and a
     later call (or :func:`setup`) starts threads again.
     """
-    pool = _default
+    pool = _default.current
     if pool is None:
         return
     pool.shutdown()
-    pool._core.reopen()
+    pool._reopen()
 
 
 def set_num_threads(nthreads: int) -> None:
@@ -98,7 +67,7 @@ def set_num_threads(nthreads: int) -> None:
     Raises:
         ValueError: ``nthreads`` is not an int >= 0.
     """
-    default_pool().resize(_check_size(nthreads, "nthreads"))
+    default_pool().resize(check_size(nthreads, "nthreads"))
 
 
 def statistics() -> PoolStatistics:
@@ -108,6 +77,5 @@ def statistics() -> PoolStatistics:
 
 def _reset_default_for_tests(pool: Pool | None = None) -> Pool | None:
     """Swap the default pool (None: make a new one on next use); returns the old one."""
-    global _default
-    old, _default = _default, pool
+    old, _default.current = _default.current, pool
     return old

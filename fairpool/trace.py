@@ -37,6 +37,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import itertools
 import json
 import time
 import weakref
@@ -48,6 +49,8 @@ from typing import Any, TypeVar, overload
 
 import greenlet
 
+from . import _hooks
+from ._hooks import CallInfo, PoolObserver
 from ._native import allocate_lock, local, os, threading
 from .errors import FairpoolError
 
@@ -129,7 +132,7 @@ def _green_label(g: Any) -> str:
     return ""
 
 
-class Tracer:
+class Tracer(PoolObserver):
     """Collects trace events and streams them to a file. Use :func:`start` or :func:`recording`."""
 
     def __init__(self, path: str) -> None:
@@ -145,7 +148,7 @@ class Tracer:
         self.pid = os.getpid()
         self._events: deque[dict[str, Any]] = deque()
         self._flush_lock = allocate_lock()
-        self._flow_id = 0
+        self._flow_ids = itertools.count(1)  # next() is atomic: ids stay unique across threads
         self.tracks = _Tracks()
         self.closed = False
         self.emit(
@@ -252,75 +255,69 @@ class Tracer:
         )
 
     def next_flow_id(self) -> int:
-        self._flow_id += 1
-        return self._flow_id
+        return next(self._flow_ids)
 
-    # -- pool hooks (called by fairpool.pool with the job's monotonic times) --
-    def pool_submitted(self, core: Any, job: Any) -> None:
-        from ._job import describe
+    # -- pool calls (events from fairpool._hooks, with the calls' monotonic times) --
+    def call_submitted(self, call: CallInfo) -> None:
+        call.notes[self] = self.track()  # the caller's track, for its wait span
+        self.counter(f"pool {call.pool}", {"queued": call.queued, "busy": call.busy})
 
-        job.trace_id = self.next_flow_id()
-        job.trace_track = self.track()
-        job.trace_name = describe(job.fn)
-        self.counter(f"pool {core.name}", {"queued": len(core.queue), "busy": core.busy})
-
-    def pool_finished(self, core: Any, job: Any, worker: Any) -> None:
+    def call_finished(self, call: CallInfo, ok: bool) -> None:
         tid = self.track()
-        start = job.t_started * 1e6
-        name = job.trace_name or "call"  # submitted before recording started
+        start = call.t_started * 1e6
         self.complete(
-            f"run {name}",
+            f"run {call.name}",
             "pool",
             start,
-            job.t_finished * 1e6 - start,
+            call.t_finished * 1e6 - start,
             tid,
-            {"pool": core.name, "lane": job.lane, "ok": job.ok},
+            {"pool": call.pool, "lane": call.lane, "ok": ok},
         )
-        if job.trace_id:
+        if self in call.notes:
             self.emit(
                 {
                     "ph": "f",
                     "bp": "e",
                     "name": "pool call",
                     "cat": "pool",
-                    "id": job.trace_id,
+                    "id": call.call_id,
                     "ts": start,
                     "pid": self.pid,
                     "tid": tid,
                 }
             )
-        self.counter(f"pool {core.name}", {"queued": len(core.queue), "busy": core.busy})
 
-    def pool_answered(self, core: Any, job: Any, outcome: str) -> None:
+    def call_answered(self, call: CallInfo, outcome: str) -> None:
         """The caller got its answer (or gave up): its wait and queued spans."""
-        tid = job.trace_track or self.track()
-        queued = job.t_queued * 1e6
+        tid = call.notes.get(self)
+        if tid is None:
+            return  # submitted before recording started
+        queued = call.t_queued * 1e6
         end = now_us()
-        started = job.t_started * 1e6 if job.t_started else end
-        name = job.trace_name or "call"
+        started = call.t_started * 1e6 if call.t_started else end
         self.complete(
-            f"wait {name}",
+            f"wait {call.name}",
             "pool",
             queued,
             end - queued,
             tid,
-            {"pool": core.name, "lane": job.lane, "outcome": outcome},
+            {"pool": call.pool, "lane": call.lane, "outcome": outcome},
         )
         self.complete(
-            f"queued {name}",
+            f"queued {call.name}",
             "pool",
             queued,
             min(started, end) - queued,
             tid,
-            {"pool": core.name, "lane": job.lane},
+            {"pool": call.pool, "lane": call.lane},
         )
-        if job.trace_id and job.t_started:
+        if call.t_started:
             self.emit(
                 {
                     "ph": "s",
                     "name": "pool call",
                     "cat": "pool",
-                    "id": job.trace_id,
+                    "id": call.call_id,
                     "ts": queued,
                     "pid": self.pid,
                     "tid": tid,
@@ -353,13 +350,6 @@ def active() -> Tracer | None:
     return _active
 
 
-def _set_on_pools(tracer: Tracer | None) -> None:
-    from . import pool
-
-    for core in list(pool._cores):
-        core.tracer = tracer
-
-
 def start(path: str) -> Tracer:
     """Start recording the whole process to ``path``.
 
@@ -373,7 +363,7 @@ def start(path: str) -> Tracer:
             raise TraceError(f"a trace is already being recorded to {_active.path!r}")
         tracer = Tracer(os.fspath(path))
         _active = tracer
-        _set_on_pools(tracer)
+        _hooks.add_observer(tracer)
     return tracer
 
 
@@ -384,7 +374,7 @@ def stop() -> str | None:
         tracer, _active = _active, None
         if tracer is None:
             return None
-        _set_on_pools(None)
+        _hooks.remove_observer(tracer)
     tracer.close()
     return tracer.path
 

@@ -5,36 +5,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
 
 import eventlet
 import pytest
 
 import fairpool
+import fairpool.testing
 from fairpool import FairpoolError, _hubchannel
-from fairpool._job import Job
-from fairpool.pool import _Core
 
 from .conftest import wait_until
 
 
 def test_a_fault_in_the_worker_loop_replaces_the_worker_and_answers_everyone(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="fairpool")
-    original = _Core._next_locked
-    calls = {"n": 0}
-
-    def faulty(self: _Core, worker: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 5:  # after a call finished, before the next is taken
-            raise RuntimeError("injected fault in the worker loop")
-        return original(self, worker)
-
-    monkeypatch.setattr(_Core, "_next_locked", faulty)
     pool = fairpool.Pool(threads=2, name="faulty")
     try:
-        results = [gt.wait() for gt in [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(20)]]
+        # The fault comes after a call ran, before it is handed back: its real result still goes back.
+        with fairpool.testing.fault_in_worker_loop("after run", when=lambda job: True):
+            results = [gt.wait() for gt in [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(20)]]
         assert results == list(range(20)), "a call was lost or answered wrongly"
         stats = pool.statistics()
         assert stats.worker_faults == 1 and stats.threads <= 2
@@ -50,20 +40,15 @@ def test_a_fault_in_the_worker_loop_replaces_the_worker_and_answers_everyone(
         pool.shutdown(timeout=5)
 
 
-def test_a_fault_while_running_a_call_answers_it_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Job.run
-
-    def faulty_run(self: Job) -> None:
-        if self.args == ("poison",):
-            raise MemoryError("injected fault outside the call's own try")
-        original(self)
-
-    monkeypatch.setattr(Job, "run", faulty_run)
+def test_a_fault_before_running_a_call_answers_it_with_an_error() -> None:
     pool = fairpool.Pool(threads=1, name="poisoned")
     try:
-        with pytest.raises(FairpoolError, match="failed while running this call"):
-            pool.execute(str, "poison")
-        assert pool.execute(str, 42) == "42"
+        with fairpool.testing.fault_in_worker_loop(
+            "before run", error=lambda: MemoryError("injected"), when=lambda job: job.args == ("poison",)
+        ):
+            with pytest.raises(FairpoolError, match="failed while running this call"):
+                pool.execute(str, "poison")
+            assert pool.execute(str, 42) == "42"
         assert pool.statistics().worker_faults == 1
     finally:
         pool.shutdown(timeout=5)

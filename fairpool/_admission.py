@@ -1,0 +1,88 @@
+"""Admission: the run queue, the calls held back by ``max_queue``, and the bound.
+
+Knows no threads and no waiters: the pool core calls it under its lock.
+A call is *queued* (in the run queue, where workers take it) or *held*
+(``max_queue`` reached with ``on_full="wait"``: it enters the run queue as
+room frees up, in its lane's turn).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._fairqueue import POLICIES, FairQueue, FifoQueue
+from ._job import QUEUED, Job, describe, move
+from .errors import QueueFull
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """The queue of one pool. Every method is called under the pool's lock."""
+
+    __slots__ = ("held", "max_queue", "name", "queue", "raise_when_full")
+
+    def __init__(self, name: str, policy: str, max_queue: int | None, raise_when_full: bool) -> None:
+        queue_type = POLICIES[policy]
+        self.name = name
+        self.max_queue = max_queue
+        self.raise_when_full = raise_when_full
+        self.queue: FairQueue[Job] | FifoQueue[Job] = queue_type()  # workers take from here
+        self.held: FairQueue[Job] | FifoQueue[Job] = queue_type()  # waiting for room in ``queue``
+
+    def full(self) -> bool:
+        return self.max_queue is not None and len(self.queue) >= self.max_queue
+
+    def full_error(self, fn: Any) -> QueueFull:
+        return QueueFull(
+            f"pool {self.name!r} has {len(self.queue)} calls queued, its max_queue bound "
+            f"({self.max_queue}); not taking {describe(fn)}"
+        )
+
+    def admit(self, job: Job) -> QueueFull | None:
+        """Queue a NEW job (or hold it for room). Returns the error to answer it with instead."""
+        if self.full():
+            if self.raise_when_full:
+                return self.full_error(job.fn)
+            job.held = True
+            self.held.put(job, job.weight)
+        else:
+            self.queue.put(job, job.weight)
+        move(job, QUEUED)
+        return None
+
+    def take(self) -> Job | None:
+        """The next call for a worker, or None; a held call moves up into the freed room."""
+        job = self.queue.pop()
+        if job is not None:
+            self._make_room()
+        return job
+
+    def withdraw(self, job: Job) -> None:
+        """Take a QUEUED job out (its caller gave up), in O(1)."""
+        if job.held:
+            self.held.remove(job)
+        elif self.queue.remove(job):
+            self._make_room()
+
+    def _make_room(self) -> None:
+        if self.held and not self.full():
+            job = self.held.pop()
+            if job is not None:
+                job.held = False
+                self.queue.put(job, job.weight)
+
+    def drain(self) -> list[Job]:
+        """Take out every queued and held job, in the order they would have run."""
+        jobs = self.queue.drain() + self.held.drain()
+        for job in jobs:
+            job.held = False
+        return jobs
+
+    def __len__(self) -> int:
+        """Calls in the run queue (not counting held ones)."""
+        return len(self.queue)
+
+    def __iter__(self) -> Any:
+        yield from self.queue
+        yield from self.held

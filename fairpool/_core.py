@@ -1,0 +1,302 @@
+"""The pool core: every move of a pool's jobs, under its one lock.
+
+A call's path: ``execute`` makes a :class:`~fairpool._job.Job` and a waiter
+(``fairpool._waiters``), hands the job in (``_submit``), and waits. Under the
+lock the job is admitted (``take_in_locked``) and a worker is woken or
+started (``_dispatch_locked``). The worker (``fairpool._workers.work``) takes
+it (``next_locked``), runs it unlocked, and accounts for it
+(``finish_locked``). Every function whose name ends in ``_locked`` runs
+under the lock and appends the jobs it moved into a final state to ``out``;
+:meth:`Core.unlock` releases the lock and only then answers them
+(:meth:`Core.answer`). Nothing is answered, and no observer is called, while
+the lock is held.
+
+Which thread touches what:
+
+* ``lock``: native callers and workers wait for it; the hub's thread never
+  does (``fairpool._hublock``): it leaves its job and the holder takes it in.
+* ``admission``, ``workers``, ``busy``, the counters and ``window``: under ``lock``.
+* ``closed``: written under ``lock``; read without it for a fast refusal
+  (a call that races a shutdown is refused under the lock instead).
+* ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``: set once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _hooks
+from ._admission import Admission
+from ._faultlog import report_fault
+from ._hublock import HubLock
+from ._job import (
+    ABANDONED,
+    CANCELLED,
+    CLOSED,
+    DONE,
+    NEW,
+    QUEUED,
+    RUNNING,
+    Job,
+    describe,
+    move,
+)
+from ._native import monotonic
+from ._workers import Worker, WorkerSet
+from .errors import FairpoolError, PoolClosed
+from .statistics import PoolStatistics, new_window, percentiles
+
+__all__ = ["Core"]
+
+_OUTCOMES = {CANCELLED: "cancelled", ABANDONED: "abandoned", CLOSED: "closed"}
+
+
+class Core:
+    """One pool's state and the moves of its jobs. See the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        policy: str,
+        lane_key: Callable[[], str | None] | None,
+        max_queue: int | None,
+        on_full: str,
+        size_source: str,
+        batch_scheduling: bool,
+    ) -> None:
+        self.name = name
+        self.size_source = size_source  # named in the size-0 warning
+        self.lane_key = lane_key
+        self.batch_scheduling = batch_scheduling
+        self.lock: HubLock[Job, Job] = HubLock(self.take_in_locked)
+        self.admission = Admission(name, policy, max_queue, on_full == "raise")
+        self.workers = WorkerSet(name, size)
+        self.closed = False
+        self.busy = 0
+        self.window = new_window()  # (queue wait, run time) of recent calls
+        self.submitted = self.inline = self.completed = self.failed = 0
+        self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
+
+    @property
+    def size(self) -> int:
+        return self.workers.size
+
+    def closed_error(self) -> PoolClosed:
+        return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
+
+    # -- handing a job in (any thread) --------------------------------------
+    def submit(self, job: Job, green: bool) -> None:
+        """Hand ``job`` (NEW, with its waiter) to the pool. Its answer comes through the waiter."""
+        job.t_queued = monotonic()
+        if _hooks.observers:
+            job.info = _hooks.CallInfo(
+                self.name, describe(job.fn), job.lane, job.t_queued, len(self.admission), self.busy
+            )
+            _hooks.notify("call_submitted", job.info)
+        self._sync(job, green)
+
+    def cancel(self, job: Job, green: bool) -> None:
+        """The caller gave up: the call never runs if still queued; else its outcome is dropped."""
+        job.cancel_requested = True
+        self._sync(job, green)
+
+    def _sync(self, job: Job, green: bool) -> None:
+        """Have the pool look at ``job`` under the lock (now, or by the holder for the hub)."""
+        out: list[Job] = []
+        if green:
+            if not self.lock.acquire_or_leave(job, out):
+                self.answer(out)
+                return
+        else:
+            self.lock.acquire()
+        try:
+            self.take_in_locked(job, out)
+        finally:
+            self.unlock(out)
+
+    def unlock(self, out: list[Job]) -> None:
+        """Release the lock (taking in what the hub left), then answer the jobs in ``out``."""
+        self.answer(self.lock.release(out))
+
+    def answer(self, jobs: list[Job]) -> None:
+        """Answer each job's waiter (DONE, CLOSED) and tell the observers. Never under the lock."""
+        for job in jobs:
+            state = job.state
+            if state == DONE or state == CLOSED:
+                job.waiter.answer(job)
+            if job.info is not None:
+                outcome = ("returned" if job.ok else "raised") if state == DONE else _OUTCOMES[state]
+                _hooks.notify("call_answered", job.info, outcome)
+                job.info = None
+
+    # -- moves, under the lock ---------------------------------------------
+    def take_in_locked(self, job: Job, out: list[Job]) -> None:
+        """Bring the pool up to date with ``job``: admit it if new, apply its caller's cancel."""
+        if job.state == NEW:
+            if job.cancel_requested:
+                move(job, CANCELLED)
+                self.cancelled += 1
+                out.append(job)
+            elif self.closed:
+                self.close_locked(job, self.closed_error(), out)
+            else:
+                error = self.admission.admit(job)
+                if error is not None:
+                    self.close_locked(job, error, out)
+                else:
+                    self.submitted += 1
+                    self._dispatch_locked(out)
+        elif job.cancel_requested:
+            if job.state == QUEUED:
+                self.admission.withdraw(job)
+                move(job, CANCELLED)
+                self.cancelled += 1
+                self._drop(job)
+                out.append(job)
+            elif move(job, ABANDONED):
+                self.abandoned += 1
+                out.append(job)
+            elif job.state == DONE:
+                self.abandoned += 1  # answered, but its caller left before taking the answer
+
+    def close_locked(self, job: Job, error: BaseException, out: list[Job]) -> None:
+        """Answer a NEW, QUEUED or RUNNING job with ``error`` (one instance per job)."""
+        if move(job, CLOSED):
+            job.ok, job.result = False, error
+            self._drop(job)
+            self.answered_closed += 1
+            out.append(job)
+
+    @staticmethod
+    def _drop(job: Job) -> None:
+        job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
+
+    def _dispatch_locked(self, out: list[Job]) -> None:
+        """A job was queued: wake an idle worker, or start one if the size allows."""
+        workers = self.workers
+        if workers.wake_one() or not workers.may_start():
+            return
+        try:
+            workers.start(self)
+        except RuntimeError as exc:  # the OS would not give us a thread
+            if not workers.all:  # nobody would ever take the queued calls: answer them now
+                message = f"pool {self.name!r} could not start a worker thread: {exc}"
+                for job in self.admission.drain():
+                    self.close_locked(job, FairpoolError(message), out)
+
+    def next_locked(self, worker: Worker) -> Any:
+        """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
+        admission, workers = self.admission, self.workers
+        while True:
+            if workers.should_retire(len(admission)):
+                return workers.retire(worker)
+            job = admission.take()
+            if job is None:
+                if self.closed:
+                    return workers.retire(worker)
+                workers.idle.append(worker)
+                return None
+            start = getattr(job.waiter, "start", None)
+            if start is not None and not start():  # a future cancelled before it was taken in
+                move(job, CANCELLED)
+                self.cancelled += 1
+                self._drop(job)
+                continue
+            move(job, RUNNING)
+            worker.job = job
+            self.busy += 1
+            return job
+
+    def finish_locked(self, worker: Worker, ok: bool, result: Any, out: list[Job]) -> None:
+        """Account for the job ``worker`` ran; answer it unless it was answered or left already."""
+        job = worker.job
+        assert job is not None
+        worker.job = None
+        self.busy -= 1
+        self.window.append((job.t_started - job.t_queued, job.t_finished - job.t_started))
+        if ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+        if move(job, DONE):
+            job.ok, job.result = ok, result
+            out.append(job)
+
+    def worker_failed(self, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:
+        """A fault in a worker's loop: answer the call it held, and replace it."""
+        out: list[Job] = []
+        self.lock.acquire()
+        try:
+            self.worker_faults += 1
+            job = worker.job
+            if job is not None and job.t_finished:
+                self.finish_locked(worker, ok, result, out)  # it ran: its real outcome goes back
+            elif job is not None:
+                worker.job = None
+                self.busy -= 1
+                message = f"fairpool worker {worker.name} failed while running this call: {exc!r}"
+                self.close_locked(job, FairpoolError(message), out)
+            self.workers.remove_failed(worker)
+            if len(self.admission) or self.admission.held:
+                self._dispatch_locked(out)
+        finally:
+            self.unlock(out)
+        report_fault(f"fairpool worker {worker.name} failed and was replaced; its calls were answered", exc)
+
+    def resize(self, size: int) -> None:
+        """Set the size: start workers for queued calls, let the excess idle ones exit."""
+        out: list[Job] = []
+        self.lock.acquire()
+        try:
+            workers = self.workers
+            workers.size = size
+            for _ in range(min(size - len(workers.all), len(self.admission) - len(workers.idle))):
+                try:
+                    workers.start(self)
+                except RuntimeError:
+                    break  # the workers that exist take the queue; the next call tries again
+            for _ in range(len(workers.all) - size):
+                if not workers.wake_one():  # it sees the excess and retires
+                    break
+        finally:
+            self.unlock(out)
+
+    # -- reading ------------------------------------------------------------
+    def statistics(self) -> PoolStatistics:
+        out: list[Job] = []
+        self.lock.acquire()
+        try:
+            window = list(self.window)
+            admission = self.admission
+            stats: dict[str, Any] = dict(
+                name=self.name,
+                size=self.workers.size,
+                threads=len(self.workers.all),
+                busy=self.busy,
+                queued=len(admission),
+                queued_by_lane=admission.queue.counts(),
+                waiting_admission=len(admission.held),
+                submitted=self.submitted,
+                inline=self.inline,
+                completed=self.completed,
+                failed=self.failed,
+                cancelled=self.cancelled,
+                abandoned=self.abandoned,
+                closed=self.answered_closed,
+                worker_faults=self.worker_faults,
+            )
+        finally:
+            self.unlock(out)
+        wait = percentiles(w for w, _ in window)
+        run = percentiles(r for _, r in window)
+        return PoolStatistics(
+            **stats,
+            wait_p50=wait[0],
+            wait_p99=wait[1],
+            wait_max=wait[2],
+            run_p50=run[0],
+            run_p99=run[1],
+            run_max=run[2],
+        )

@@ -1,0 +1,137 @@
+"""A pool's life cycle: shutdown, interpreter exit, fork.
+
+The only module that registers process hooks (``atexit`` and
+``os.register_at_fork``), for every live pool and every hub channel.
+
+Guarantees:
+
+* Shutdown answers every caller: queued calls still run; when a timeout
+  runs out first, what is still queued or running is answered with a
+  PoolClosed of its own (one instance per caller, so no traceback holds
+  another caller's frames). A worker that shuts down its own pool (a call
+  that calls ``shutdown`` or ``killall``) does not wait for itself, and its
+  own call is answered with its real outcome when it returns.
+* At exit, queued calls are answered with PoolClosed and nothing waits for
+  a call stuck in C (workers are daemon threads).
+* In a forked child the pool starts afresh: new lock, no threads; calls
+  that were queued or running in the parent are answered with PoolClosed
+  in the child (the parent's threads run them), never run twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from typing import Any
+
+from . import _hubchannel, _workers
+from ._core import Core
+from ._hublock import HubLock
+from ._job import NEW, Job
+from ._native import get_ident, monotonic, os
+from .errors import PoolClosed
+
+__all__ = ["close_at_exit", "register", "reopen", "shutdown"]
+
+_cores: weakref.WeakSet[Core] = weakref.WeakSet()
+
+
+def register(core: Core) -> None:
+    """Answer this core's callers at exit and after a fork."""
+    _cores.add(core)
+
+
+def shutdown(core: Core, timeout: float | None, wait: bool, join: Any) -> None:
+    """Take no more calls, let the queue run, stop the workers; see the module docstring.
+
+    ``join(threads, deadline)`` waits for threads (green or native, as the caller can).
+    """
+    out: list[Job] = []
+    core.lock.acquire()
+    try:
+        core.closed = True
+        core.workers.wake_all()
+        threads = [w.thread for w in core.workers.all.values() if w.thread is not None]
+    finally:
+        core.unlock(out)
+    if not wait:
+        return
+    me = get_ident()  # a worker shutting down its own pool does not wait for itself
+    deadline = None if timeout is None else monotonic() + timeout
+    join([t for t in threads if t.ident != me], deadline)
+    if timeout is None:
+        return  # every other worker exited, so the queue is empty (or ours to run next)
+    core.lock.acquire()
+    try:
+        left = core.admission.drain() + core.workers.running_jobs(except_thread=me)
+        for job in left:
+            error = PoolClosed(
+                f"pool {core.name!r} was shut down and its timeout ({timeout}s) ran out before this "
+                "call finished"
+            )
+            core.close_locked(job, error, out)
+    finally:
+        core.unlock(out)
+
+
+def reopen(core: Core) -> None:
+    """Take calls again after a shutdown (eventlet's ``killall`` then reuse)."""
+    out: list[Job] = []
+    core.lock.acquire()
+    try:
+        core.closed = False
+    finally:
+        core.unlock(out)
+
+
+def close_at_exit(core: Core) -> None:
+    """At interpreter exit: take no more calls, answer queued ones, wait for nothing."""
+    out: list[Job] = []
+    core.lock.acquire()
+    try:
+        core.closed = True
+        for job in core.admission.drain():
+            error = PoolClosed(f"pool {core.name!r} was closed at interpreter exit before this call ran")
+            core.close_locked(job, error, out)
+        core.workers.wake_all()
+    finally:
+        core.unlock(out)
+
+
+def _after_fork_in_child(core: Core) -> None:
+    """Start afresh: new lock, no threads; calls in flight at the fork answered with PoolClosed."""
+    old_lock = core.lock
+    core.lock = HubLock(core.take_in_locked)
+    in_flight = [j for j in old_lock.left if j.state == NEW] + list(core.admission)
+    in_flight += core.workers.running_jobs()
+    core.admission.drain()
+    core.workers = _workers.WorkerSet(core.name, core.workers.size)
+    core.busy = 0
+    out: list[Job] = []
+    core.lock.acquire()
+    try:
+        for job in in_flight:
+            if job.waiter is not None:
+                job.waiter.reset_after_fork()
+            error = PoolClosed(
+                f"the process forked while this call was in pool {core.name!r}; it runs in the parent only"
+            )
+            core.close_locked(job, error, out)
+    finally:
+        core.unlock(out)
+
+
+def _after_fork() -> None:
+    _workers.forget_worker_after_fork()
+    _hubchannel.forget_all_after_fork()
+    for core in list(_cores):
+        _after_fork_in_child(core)
+
+
+def _at_exit() -> None:
+    for core in list(_cores):
+        close_at_exit(core)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)

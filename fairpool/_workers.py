@@ -1,0 +1,190 @@
+"""Worker threads: the records, the idle stack, the size arithmetic, and the loop.
+
+The pool core owns one :class:`WorkerSet` and changes it under its lock;
+the loop (:func:`work`) runs in each worker thread and talks to the core only
+through ``core.lock``, ``core.finish_locked``, ``core.next_locked``,
+``core.unlock`` and ``core.worker_failed``.
+
+Threads start on demand, one per call that finds no idle worker, up to the
+size. An idle worker blocks on its own ``wake`` lock; the most recently idle
+is woken first (it is the warmest). A worker retires when the pool is
+larger than its size, except that one stays while calls are queued (so a
+pool resized to 0 still runs what it had queued), and when the pool is
+closed and the queue empty.
+
+The seam for tests: :data:`start_thread` is how a worker thread is started.
+``fairpool.testing.refuse_threads()`` swaps it to make the OS refuse threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks
+from ._job import Job, run_call
+from ._native import allocate_lock, local, monotonic, os
+from ._native import start_thread as _start_native_thread
+
+if TYPE_CHECKING:
+    from ._core import Core
+
+__all__ = ["EXIT", "Worker", "WorkerSet", "current_core", "start_thread", "work"]
+
+#: How a worker thread is started: ``start_thread(target, args, name) -> Thread``.
+#: Raises RuntimeError when the OS refuses a thread. The fault-injection seam.
+start_thread: Callable[[Callable[..., Any], tuple[Any, ...], str], Any] = _start_native_thread
+
+#: Called at two points of the loop, ``fault_hook(stage, job)`` with stage "before run" or
+#: "after run", when set: the seam through which ``fairpool.testing`` injects a fault in
+#: the loop itself. None (the default) costs one global read per call.
+fault_hook: Callable[[str, Job], None] | None = None
+
+#: What ``next_locked`` returns to tell a worker to exit.
+EXIT: Any = object()
+
+
+class _WorkerLocal(local):
+    core: Core | None = None  # the core whose worker this native thread is
+
+
+_worker_local = _WorkerLocal()
+
+
+def current_core() -> Core | None:
+    """The core this thread is a worker of, or None."""
+    return _worker_local.core
+
+
+def forget_worker_after_fork() -> None:
+    _worker_local.core = None
+
+
+class Worker:
+    """One worker thread's record. Fields change under the pool's lock."""
+
+    __slots__ = ("index", "job", "name", "thread", "wake")
+
+    def __init__(self, index: int, name: str) -> None:
+        self.index = index
+        self.name = name
+        self.wake = allocate_lock()  # held while idle; released to wake it
+        self.wake.acquire()
+        self.thread: Any = None
+        self.job: Job | None = None  # the job it runs now (for shutdown, fork and faults)
+
+
+class WorkerSet:
+    """Which workers exist, which are idle, how many may exist. Under the pool's lock."""
+
+    __slots__ = ("all", "idle", "name", "next_index", "size")
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self.all: dict[int, Worker] = {}
+        self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
+        self.next_index = 0
+
+    def wake_one(self) -> bool:
+        """Wake an idle worker; False if none is idle."""
+        if self.idle:
+            self.idle.pop().wake.release()
+            return True
+        return False
+
+    def wake_all(self) -> None:
+        while self.idle:
+            self.idle.pop().wake.release()
+
+    def may_start(self) -> bool:
+        """Below the size (at size 0: while none runs, so queued calls still run)."""
+        return len(self.all) < max(self.size, 1)
+
+    def start(self, core: Core) -> Worker:
+        """Start a worker thread. Raises RuntimeError if the OS refuses it (nothing changes then)."""
+        index = self.next_index
+        self.next_index += 1
+        worker = Worker(index, f"fairpool-{self.name}-{index}")
+        self.all[index] = worker
+        try:
+            worker.thread = start_thread(work, (core, worker), worker.name)
+        except BaseException:
+            del self.all[index]
+            raise
+        return worker
+
+    def should_retire(self, queued: int) -> bool:
+        """The pool is larger than its size (one stays at size 0 while calls are queued)."""
+        n = len(self.all)
+        return n > self.size and not (self.size == 0 and n == 1 and queued)
+
+    def retire(self, worker: Worker) -> Any:
+        self.all.pop(worker.index, None)
+        return EXIT
+
+    def remove_failed(self, worker: Worker) -> None:
+        self.all.pop(worker.index, None)
+        if worker in self.idle:
+            self.idle.remove(worker)
+
+    def running_jobs(self, except_thread: int | None = None) -> list[Job]:
+        return [
+            w.job
+            for w in self.all.values()
+            if w.job is not None and (w.thread is None or w.thread.ident != except_thread)
+        ]
+
+
+def _set_batch_scheduling() -> None:
+    """Put the calling thread under SCHED_BATCH: no wake-up preemption (Linux only)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: scheduling stays as it was
+
+
+def work(core: Core, worker: Worker) -> None:
+    """A worker thread's whole life: take a call, run it, hand it back, until told to exit.
+
+    Never raises: a call's outcome is a value (``run_call``), and a fault in
+    this loop itself goes to ``core.worker_failed``, which answers the call
+    the worker held (``worker.job``) and starts its replacement.
+    """
+    _worker_local.core = core
+    if core.batch_scheduling:
+        _set_batch_scheduling()
+    lock = core.lock
+    ok, result = False, None
+    try:
+        while True:
+            out: list[Job] = []
+            lock.acquire()
+            try:
+                if worker.job is not None:
+                    core.finish_locked(worker, ok, result, out)
+                    result = None  # the job holds it now; the caller owns it once answered
+                job = core.next_locked(worker)
+            finally:
+                core.unlock(out)
+            if job is None:
+                worker.wake.acquire()  # idle until a call, a resize or a shutdown
+                continue
+            if job is EXIT:
+                return
+            if fault_hook is not None:
+                fault_hook("before run", job)
+            info = job.info
+            if info is not None:
+                info.worker = worker.name
+                _hooks.notify("call_started", info)
+            job.t_started = monotonic()
+            ok, result = run_call(job)
+            job.t_finished = monotonic()
+            if info is not None:
+                info.t_started, info.t_finished = job.t_started, job.t_finished
+                _hooks.notify("call_finished", info, ok)
+            if fault_hook is not None:
+                fault_hook("after run", job)
+    except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
+        core.worker_failed(worker, ok, result, exc)
