@@ -22,7 +22,9 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from eventlet import patcher
+from ._compat import import_eventlet_quietly
+
+patcher: types.ModuleType = import_eventlet_quietly().patcher  # imported by eventlet's own __init__
 
 threading: types.ModuleType = patcher.original("threading")
 _thread: types.ModuleType = patcher.original("_thread")
