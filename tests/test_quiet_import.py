@@ -81,14 +81,6 @@ def test_only_the_banner_is_filtered(tmp_path: Path) -> None:
     assert "Eventlet is deprecated (later)" in proc.stderr, proc.stderr
 
 
-WIRED = "_compat" in (ROOT / "fairpool" / "_native.py").read_text(encoding="utf-8")
-
-
-@pytest.mark.xfail(
-    not WIRED,
-    strict=True,
-    reason="until fairpool/_native.py imports eventlet through fairpool._compat.import_eventlet_quietly()",
-)
 @pytest.mark.parametrize("code", ["import fairpool", "import fairpool, eventlet", "import fairpool.report"])
 def test_importing_fairpool_prints_nothing(code: str) -> None:
     proc = python(code, "-W", "error")
