@@ -7,9 +7,11 @@ import tpool; tpool.execute(...)`` (before or after the patch), and
 eventlet's own users (``eventlet.db_pool``, ``eventlet.green.MySQLdb``).
 
 A name copied out of the module before the patch (``from eventlet.tpool
-import execute`` at import time) still points at eventlet's function: that
-copy cannot be reached. Patch before importing such code, or change it to
-use the module attribute.
+import execute`` at import time) is eventlet's own function object: the patch
+gives each of those functions (``execute``, ``proxy_call``, ``setup``,
+``killall``, ``set_num_threads``) a body that calls fairpool's, so such copies
+run on fairpool too. eventlet's ``Proxy`` class looks its helpers up in the
+module when called, so a copy of it runs on fairpool as well.
 """
 
 from __future__ import annotations
@@ -23,6 +25,42 @@ __all__ = ["is_patched", "monkey_patch", "unpatch"]
 
 #: The names routed to fairpool; each is a public function or class of eventlet.tpool.
 PATCHED_NAMES = ("execute", "proxy_call", "Proxy", "setup", "killall", "set_num_threads")
+
+#: eventlet.tpool's functions whose bodies are redirected, for copies bound before the patch.
+REDIRECTED_FUNCTIONS = ("execute", "proxy_call", "setup", "killall", "set_num_threads")
+
+# The bodies given to eventlet.tpool's own function objects. They run with
+# eventlet.tpool's globals, where the patch puts ``_fairpool_tpool``.
+_fairpool_tpool: Any = None
+
+
+def _execute(meth: Any, *args: Any, **kwargs: Any) -> Any:
+    return _fairpool_tpool.execute(meth, *args, **kwargs)
+
+
+def _proxy_call(autowrap: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
+    return _fairpool_tpool.proxy_call(autowrap, f, *args, **kwargs)
+
+
+def _setup() -> None:
+    _fairpool_tpool.setup()
+
+
+def _killall() -> None:
+    _fairpool_tpool.killall()
+
+
+def _set_num_threads(nthreads: int) -> None:
+    _fairpool_tpool.set_num_threads(nthreads)
+
+
+_BODIES = {
+    "execute": _execute,
+    "proxy_call": _proxy_call,
+    "setup": _setup,
+    "killall": _killall,
+    "set_num_threads": _set_num_threads,
+}
 
 _saved: dict[str, Any] | None = None
 _saved_logging: dict[str, Any] | None = None
@@ -54,6 +92,13 @@ def monkey_patch(*, logging: bool = True) -> None:
         if getattr(eventlet_tpool, "_setup_already", False):
             eventlet_tpool.killall()
         _saved = {name: getattr(eventlet_tpool, name) for name in PATCHED_NAMES}
+        _saved["__code__"] = {}
+        eventlet_tpool._fairpool_tpool = fair_tpool
+        for name in REDIRECTED_FUNCTIONS:
+            function = _saved[name]
+            if getattr(function, "__globals__", None) is vars(eventlet_tpool):
+                _saved["__code__"][name] = function.__code__
+                function.__code__ = _BODIES[name].__code__
         for name in PATCHED_NAMES:
             setattr(eventlet_tpool, name, getattr(fair_tpool, name))
         eventlet_tpool.__fairpool_patched__ = True
@@ -142,7 +187,10 @@ def unpatch() -> None:
             return
         from eventlet import tpool as eventlet_tpool
 
+        for name, code in _saved.pop("__code__").items():
+            _saved[name].__code__ = code
         for name, value in _saved.items():
             setattr(eventlet_tpool, name, value)
         del eventlet_tpool.__fairpool_patched__
+        del eventlet_tpool._fairpool_tpool
         _saved = None

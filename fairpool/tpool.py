@@ -10,6 +10,7 @@ The default pool is made on first use, sized by ``EVENTLET_THREADPOOL_SIZE``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -68,6 +69,9 @@ def set_num_threads(nthreads: int) -> None:
         ValueError: ``nthreads`` is not an int >= 0.
     """
     default_pool().resize(check_size(nthreads, "nthreads"))
+    eventlet_tpool = sys.modules.get("eventlet.tpool")
+    if getattr(eventlet_tpool, "__fairpool_patched__", False):
+        eventlet_tpool._nthreads = nthreads  # type: ignore[union-attr]  # code that reads eventlet's count
 
 
 def statistics() -> PoolStatistics:

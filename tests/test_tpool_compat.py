@@ -124,3 +124,37 @@ def test_a_service_written_for_eventlet_tpool_runs_unchanged_after_monkey_patch(
         """
     )
     assert "timeout ok" in out and "ok True" in out, out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("eventlet_pool", ["never used", "running"])
+def test_names_bound_before_the_patch_run_on_fairpool(eventlet_pool: str) -> None:
+    out = run_script(
+        f"""
+        import threading
+        import eventlet
+        from eventlet.tpool import Proxy, execute, killall, proxy_call, set_num_threads, setup
+        if {eventlet_pool == "running"!r}:
+            execute(int)  # eventlet's own pool starts
+        import fairpool
+        fairpool.monkey_patch()
+        with eventlet.Timeout(10):
+            print(execute(lambda: threading.current_thread().name))
+            print(proxy_call((), lambda: "proxy_call"))
+            setup()
+            set_num_threads(3)
+            print(fairpool.default_pool().size)
+            import eventlet.tpool
+            print(eventlet.tpool._nthreads)
+            print(Proxy([1, 2, 1]).count(1))
+            killall()
+            print(execute(lambda: threading.current_thread().name))
+        fairpool.unpatch()
+        print(execute(lambda: threading.current_thread().name).startswith("fairpool"))
+        """
+    )
+    lines = out.split()
+    assert lines[0].startswith("fairpool-default-"), f"execute copied early ran on {lines[0]}"
+    assert lines[1:5] == ["proxy_call", "3", "3", "2"], lines
+    assert lines[5].startswith("fairpool-default-"), "execute copied early stopped working after killall"
+    assert lines[6] == "False", "after unpatch, the early copy still ran on fairpool"
