@@ -198,8 +198,7 @@ class Core:
                     return workers.retire(worker)
                 workers.idle.append(worker)
                 return None
-            start = getattr(job.waiter, "start", None)
-            if start is not None and not start():  # a future cancelled before it was taken in
+            if not job.waiter.start():  # a future cancelled before its cancel was taken in
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self._drop(job)

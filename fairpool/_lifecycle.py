@@ -29,6 +29,7 @@ from ._core import Core
 from ._hublock import HubLock
 from ._job import NEW, Job
 from ._native import get_ident, monotonic, os
+from ._waiters import CancelledByShutdown
 from .errors import PoolClosed
 
 __all__ = ["close_at_exit", "register", "reopen", "shutdown"]
@@ -41,15 +42,21 @@ def register(core: Core) -> None:
     _cores.add(core)
 
 
-def shutdown(core: Core, timeout: float | None, wait: bool, join: Any) -> None:
+def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_futures: bool = False) -> None:
     """Take no more calls, let the queue run, stop the workers; see the module docstring.
 
     ``join(threads, deadline)`` waits for threads (green or native, as the caller can).
+    With ``cancel_futures``, queued calls are taken out first: futures are
+    cancelled, other callers answered with PoolClosed.
     """
     out: list[Job] = []
     core.lock.acquire()
     try:
         core.closed = True
+        if cancel_futures:
+            for job in core.admission.drain():
+                cancelled = CancelledByShutdown(f"pool {core.name!r} was shut down with cancel_futures=True")
+                core.close_locked(job, cancelled, out)
         core.workers.wake_all()
         threads = [w.thread for w in core.workers.all.values() if w.thread is not None]
     finally:

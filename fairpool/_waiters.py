@@ -5,7 +5,7 @@ One kind per caller:
 * :class:`GreenWaiter`, a green thread on an eventlet hub: it switches to
   the hub until answered; the answer reaches it through the hub's channel.
 * :class:`NativeWaiter`, a plain native thread: it blocks on a native lock.
-* :class:`FutureWaiter`, ``Pool.submit``: the answer settles a Future.
+* :class:`PoolFuture`, ``Pool.submit``: the answer settles the Future itself.
 
 Rules:
 
@@ -18,14 +18,19 @@ Rules:
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from typing import Any
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import FINISHED as _FINISHED
+from concurrent.futures._base import PENDING as _PENDING
+from typing import Any, TypeVar
 
-from ._hubchannel import HubChannel, getcurrent
+from ._hubchannel import HubChannel, getcurrent, green_channel
 from ._job import Job
 from ._native import allocate_lock, threading
+from .errors import PoolClosed
 
-__all__ = ["FutureWaiter", "GreenWaiter", "NativeWaiter"]
+__all__ = ["CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
+
+T = TypeVar("T")
 
 
 class GreenWaiter:
@@ -63,6 +68,9 @@ class GreenWaiter:
         finally:
             self.waiting = False
 
+    def start(self) -> bool:
+        return True
+
     def resume(self) -> None:
         """Called by the hub's drain: switch to the green thread if it still waits."""
         if self.waiting:
@@ -87,6 +95,9 @@ class NativeWaiter:
             self.answered = True
             self._lock.release()
 
+    def start(self) -> bool:
+        return True
+
     def wait(self, timeout: float = -1) -> bool:
         """Block until answered (True) or ``timeout`` seconds pass (False)."""
         return bool(self._lock.acquire(True, timeout))
@@ -95,40 +106,99 @@ class NativeWaiter:
         pass
 
 
-class FutureWaiter:
-    """A :class:`concurrent.futures.Future`, settled from the answering thread."""
+class PoolFuture(Future[T]):
+    """The :class:`concurrent.futures.Future` of a ``Pool.submit`` call, and that call's waiter.
 
-    __slots__ = ("answered", "future")
+    * Waiting on it from a green thread (``result()``, ``exception()``) waits
+      green: the hub runs other green threads meanwhile.
+    * ``cancel()`` succeeds while the call is queued, and takes it out: it never runs.
+    * It is settled from the answering thread, after the pool's lock is
+      released; its done-callbacks run there.
+    """
 
-    def __init__(self, future: Future[Any]) -> None:
-        # Settled from a worker thread: give it a native condition even if
-        # eventlet.monkey_patch() made threading green.
-        future._condition = threading.Condition()
-        self.future: Future[Any] | None = future
-        self.answered = False
+    def __init__(self) -> None:
+        # Future.__init__'s fields, made here so that its Condition is native
+        # even if eventlet.monkey_patch() made threading green (and is made once).
+        self._condition = threading.Condition()
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+        self._fairpool_job: Job | None = None  # set by the pool; dropped once answered
+        self._fairpool_cancel: Any = None  # the pool's cancel(job), while it may be needed
+        self._fairpool_answered = False
 
+    # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
         """A worker is about to run the call: False if the future was cancelled first."""
-        future = self.future
-        return future is not None and future.set_running_or_notify_cancel()
+        return bool(self.set_running_or_notify_cancel())
 
     def answer(self, job: Job | None) -> None:
-        future = self.future
-        if self.answered or future is None or job is None:
+        if self._fairpool_answered or job is None:
             return
-        self.answered = True
-        self.future = None
+        self._fairpool_answered = True
+        self._fairpool_job = self._fairpool_cancel = None
         ok, result = job.ok, job.result
         job.result = None
         try:
             if ok:
-                future.set_result(result)
+                self.set_result(result)
+            elif isinstance(result, CancelledByShutdown):
+                self.cancel()
             else:
-                future.set_exception(result)
-        except Exception:  # noqa: BLE001 - InvalidStateError: settled meanwhile (cancelled)
-            pass
+                self.set_exception(result)
+        except InvalidStateError:
+            pass  # cancelled meanwhile: the future already says so
 
     def reset_after_fork(self) -> None:
         """The parent's threads are gone: a lock one of them held would never be released."""
-        if self.future is not None:
-            self.future._condition = threading.Condition()
+        self._condition = threading.Condition()
+
+    # -- the caller's side ---------------------------------------------------
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        job, cancel = self._fairpool_job, self._fairpool_cancel
+        if job is not None and cancel is not None:
+            self._fairpool_job = self._fairpool_cancel = None
+            cancel(job)
+        return True
+
+    def result(self, timeout: float | None = None) -> T:
+        if self._state != _FINISHED and not self.cancelled() and self._wait_green(timeout):
+            timeout = 0  # waited green already: what is left is to read the outcome
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state != _FINISHED and not self.cancelled() and self._wait_green(timeout):
+            timeout = 0
+        return super().exception(timeout)
+
+    def _wait_green(self, timeout: float | None) -> bool:
+        """On a hub, wait green until done or ``timeout``; True if it waited (False: not on a hub)."""
+        channel = green_channel()
+        if channel is None:
+            return False
+        waiter = GreenWaiter(channel)
+
+        def done(_future: Future[Any]) -> None:
+            waiter.answer(None)
+
+        timer = None
+        if timeout is not None:
+            timer = channel.hub.schedule_call_global(max(0.0, timeout), waiter.answer, None)
+        self.add_done_callback(done)
+        try:
+            waiter.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._condition:
+                if done in self._done_callbacks:
+                    self._done_callbacks.remove(done)  # a timed-out wait leaves nothing behind
+        return True
+
+
+class CancelledByShutdown(PoolClosed):
+    """The answer of a queued call at ``shutdown(cancel_futures=True)``: futures are cancelled with it."""

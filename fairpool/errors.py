@@ -9,12 +9,13 @@ class FairpoolError(Exception):
     """Base class of every error fairpool itself raises."""
 
 
-class PoolClosed(FairpoolError):
+class PoolClosed(FairpoolError, RuntimeError):
     """The pool was shut down (or the process forked) before the call could be answered.
 
     Raised at once for a call made after :meth:`fairpool.Pool.shutdown`, and
     delivered to a caller whose call was still queued or running when a
-    shutdown's timeout ran out or when the process forked.
+    shutdown's timeout ran out or when the process forked. A RuntimeError, as
+    ``concurrent.futures`` executors raise for a submit after shutdown.
     """
 
 

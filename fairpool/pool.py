@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from . import _hubchannel, _lifecycle
@@ -23,7 +23,7 @@ from ._fairqueue import POLICIES
 from ._job import Job
 from ._native import holds_import_lock, monotonic
 from ._statslog import start_stats_logger
-from ._waiters import FutureWaiter, GreenWaiter, NativeWaiter
+from ._waiters import GreenWaiter, NativeWaiter, PoolFuture
 from ._workers import current_core
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics
@@ -59,7 +59,7 @@ def _join(threads: list[Any], deadline: float | None) -> None:
         t.join(remaining)
 
 
-class Pool:
+class Pool(Executor):
     """Native worker threads behind one global queue, fair between lanes.
 
     Calls from green threads wait green (the hub keeps running other green
@@ -231,8 +231,7 @@ class Pool:
         """
         self._check_call(fn)
         core = self._core
-        future: Future[R] = Future()
-        waiter = FutureWaiter(future)
+        future: PoolFuture[R] = PoolFuture()
         if core.workers.size == 0 or current_core() is core:
             future.set_running_or_notify_cancel()
             try:
@@ -244,15 +243,14 @@ class Pool:
         if admission.raise_when_full and admission.full():
             raise admission.full_error(fn)  # refused here, where the caller can see it
         job = self._new_job(fn, args, kwargs)
-        job.waiter = waiter
+        job.waiter = future
+        future._fairpool_job = job
+        future._fairpool_cancel = self._cancel_from_future
         core.submit(job, green=_hubchannel.on_hub())
-
-        def on_done(f: Future[Any]) -> None:
-            if f.cancelled():
-                core.cancel(job, green=_hubchannel.on_hub())
-
-        future.add_done_callback(on_done)
         return future
+
+    def _cancel_from_future(self, job: Job) -> None:
+        self._core.cancel(job, green=_hubchannel.on_hub())
 
     def resize(self, threads: int) -> None:
         """Change the most worker threads, on a live pool.
@@ -279,26 +277,42 @@ class Pool:
         """Whether :meth:`shutdown` was called."""
         return self._core.closed
 
-    def shutdown(self, timeout: float | None = None, *, wait: bool = True) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None
+    ) -> None:
         """Take no more calls, run the queued ones, and stop the workers.
 
-        Every caller is answered: queued calls still run (as with
-        eventlet's ``killall``). If ``timeout`` seconds pass first, the calls
-        still queued or running are answered with :class:`fairpool.PoolClosed`
-        (a running call goes on in its thread; its result is dropped).
-        A green caller waits green. Calls made afterwards raise PoolClosed.
+        As :meth:`concurrent.futures.Executor.shutdown`, with fairpool's
+        ``timeout``. Every caller is answered: queued calls still run (as with
+        eventlet's ``killall``) unless ``cancel_futures`` is set. If ``timeout``
+        seconds pass first, the calls still queued or running are answered
+        with :class:`fairpool.PoolClosed` (a running call goes on in its
+        thread; its result is dropped). A green caller waits green; a call
+        made from a worker of this pool does not wait for its own call. Calls
+        made afterwards raise PoolClosed.
 
         Args:
-            timeout: Seconds to wait for queued and running calls; None waits
-                for all of them.
-            wait: False returns at once; the workers exit once the queue is empty.
+            wait: Wait for the queued and running calls (up to ``timeout``);
+                False returns at once, and the workers exit once the queue is empty.
+            cancel_futures: Take out every call still queued: ``submit()``
+                futures are cancelled, other callers get PoolClosed; running
+                calls finish.
+            timeout: Seconds to wait; None waits for every call.
 
         Raises:
+            TypeError: ``wait`` is not a bool (``shutdown(5)`` once meant a timeout:
+                pass ``timeout=5``).
             ValueError: ``timeout`` is negative.
         """
-        if timeout is not None and not timeout >= 0:
+        if not isinstance(wait, bool):
+            raise TypeError(
+                f"wait must be a bool, got {wait!r}; the timeout is keyword-only: shutdown(timeout={wait!r})"
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
+        ):
             raise ValueError(f"timeout must be a number >= 0 or None, got {timeout!r}")
-        _lifecycle.shutdown(self._core, timeout, wait, _join)
+        _lifecycle.shutdown(self._core, timeout, wait, _join, cancel_futures=bool(cancel_futures))
 
     def _reopen(self) -> None:
         """Take calls again after a shutdown (for eventlet's ``killall``, then reuse)."""

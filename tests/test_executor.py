@@ -1,0 +1,210 @@
+"""fairpool.Pool as a concurrent.futures.Executor: the behaviours CPython's own executor tests check,
+and futures that wait green on a hub."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import eventlet
+import pytest
+
+import fairpool
+from fairpool import PoolClosed
+
+from .conftest import wait_until
+
+
+@pytest.fixture
+def executor() -> Iterator[fairpool.Pool]:
+    pool = fairpool.Pool(threads=2, name="executor")
+    yield pool
+    pool.shutdown(timeout=5)
+
+
+def _blocker(gate: threading.Event) -> str:
+    gate.wait(10)
+    return "released"
+
+
+def test_a_pool_is_an_executor_and_pool_closed_a_runtime_error() -> None:
+    assert issubclass(fairpool.Pool, cf.Executor)
+    assert issubclass(PoolClosed, RuntimeError), "executor code catches RuntimeError after shutdown"
+
+
+def test_submit_returns_results_and_exceptions(executor: fairpool.Pool) -> None:
+    assert executor.submit(pow, 2, 8).result(timeout=5) == 256
+    failing = executor.submit(divmod, 1, 0)
+    assert isinstance(failing.exception(timeout=5), ZeroDivisionError)
+    with pytest.raises(ZeroDivisionError):
+        failing.result()
+    keywords = executor.submit(lambda a, *, b: a + b, 1, b=2)
+    assert keywords.result(timeout=5) == 3
+
+
+def test_map_keeps_the_order_of_its_inputs(executor: fairpool.Pool) -> None:
+    def slow_square(x: int) -> int:
+        time.sleep(0.001 * (10 - x))  # later inputs finish first
+        return x * x
+
+    assert list(executor.map(slow_square, range(10))) == [x * x for x in range(10)]
+    assert list(executor.map(pow, [2, 3], [5, 2])) == [32, 9]
+    assert list(executor.map(pow, [2, 3], [5, 2], chunksize=2)) == [32, 9]
+
+
+def test_map_raises_the_first_failing_calls_exception_in_order(executor: fairpool.Pool) -> None:
+    results = executor.map(lambda x: 1 // x, [1, 0, 2])
+    assert next(results) == 1
+    with pytest.raises(ZeroDivisionError):
+        next(results)
+
+
+@pytest.mark.timeout(30)
+def test_map_with_a_timeout_raises_timeout_error(executor: fairpool.Pool, gate: threading.Event) -> None:
+    results = executor.map(lambda _: _blocker(gate), range(3), timeout=0.1)
+    start = time.monotonic()
+    with pytest.raises(cf.TimeoutError):
+        list(results)
+    assert time.monotonic() - start < 5, "map's timeout was not applied"
+
+
+@pytest.mark.timeout(30)
+def test_cancel_succeeds_while_queued_and_the_call_never_runs(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="cancel")
+    ran: list[int] = []
+    try:
+        running = pool.submit(_blocker, gate)
+        wait_until(lambda: running.running(), what="the first call to start")
+        queued = pool.submit(ran.append, 1)
+        assert queued.cancel(), "a queued future could not be cancelled"
+        assert queued.cancelled() and queued.done()
+        assert not running.cancel(), "a running call was cancelled"
+        gate.set()
+        assert running.result(timeout=5) == "released"
+        assert pool.submit(lambda: "after").result(timeout=5) == "after"
+        assert ran == [], "a cancelled call ran"
+        with pytest.raises(cf.CancelledError):
+            queued.result()
+        assert pool.statistics().cancelled == 1
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_waits_for_every_queued_call_by_default() -> None:
+    pool = fairpool.Pool(threads=2, name="shutdown-wait")
+    futures = [pool.submit(time.sleep, 0.01) for _ in range(10)]
+    pool.shutdown()
+    assert all(f.done() and f.exception() is None for f in futures), "shutdown returned before the calls ran"
+    assert pool.statistics().threads == 0
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_without_waiting_returns_at_once_and_the_calls_still_run(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="shutdown-nowait")
+    first = pool.submit(_blocker, gate)
+    second = pool.submit(lambda: "second")
+    pool.shutdown(wait=False)
+    assert not first.done(), "shutdown(wait=False) waited"
+    with pytest.raises(RuntimeError):
+        pool.submit(int)
+    gate.set()
+    assert first.result(timeout=5) == "released" and second.result(timeout=5) == "second"
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_with_cancel_futures_cancels_what_is_queued(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="cancel-futures")
+    ran: list[int] = []
+    running = pool.submit(_blocker, gate)
+    wait_until(lambda: running.running(), what="the first call to start")
+    queued = [pool.submit(ran.append, i) for i in range(5)]
+    green_caller = eventlet.spawn(pool.execute, ran.append, 99)
+    wait_until(lambda: pool.statistics().queued == 6, what="the green call to be queued")
+    threading.Timer(0.1, gate.set).start()
+    pool.shutdown(cancel_futures=True)
+    assert all(f.cancelled() for f in queued), [f._state for f in queued]
+    assert running.result(timeout=5) == "released", "a running call was cancelled"
+    with pytest.raises(PoolClosed):
+        green_caller.wait()
+    assert ran == [], "a call taken out by cancel_futures ran"
+
+
+def test_submit_after_shutdown_raises_runtime_error(executor: fairpool.Pool) -> None:
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        executor.submit(int)
+    with pytest.raises(RuntimeError):
+        list(executor.map(int, [1]))
+
+
+def test_the_context_manager_shuts_down_after_waiting() -> None:
+    with fairpool.Pool(threads=2, name="with") as pool:
+        future = pool.submit(time.sleep, 0.05)
+    assert future.done() and pool.closed
+
+
+def test_shutdown_names_a_timeout_passed_where_wait_goes(executor: fairpool.Pool) -> None:
+    with pytest.raises(TypeError, match=r"timeout is keyword-only: shutdown\(timeout=5\)"):
+        executor.shutdown(5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be a number >= 0"):
+        executor.shutdown(timeout=-1)
+
+
+def test_done_callbacks_wait_and_as_completed_work(executor: fairpool.Pool) -> None:
+    seen: list[Any] = []
+    futures = [executor.submit(pow, 2, i) for i in range(5)]
+    futures[0].add_done_callback(lambda f: seen.append(f.result()))
+    done, not_done = cf.wait(futures, timeout=5)
+    assert len(done) == 5 and not not_done
+    assert sorted(f.result() for f in cf.as_completed(futures, timeout=5)) == [1, 2, 4, 8, 16]
+    wait_until(lambda: seen == [1], what="the done-callback to run")
+
+
+# -- futures waited on from green threads ------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_waiting_on_a_future_from_a_green_thread_lets_the_hub_run(executor: fairpool.Pool) -> None:
+    ticks = []
+
+    def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            eventlet.sleep(0.005)
+
+    ticking = eventlet.spawn(ticker)
+    try:
+        eventlet.sleep(0.02)
+        before = len(ticks)
+        future = executor.submit(time.sleep, 0.3)
+        assert eventlet.spawn(future.result).wait() is None
+        during = len(ticks) - before
+        assert during >= 10, f"the hub ran {during} ticks in 0.3 s: future.result() blocked it"
+    finally:
+        ticking.kill()
+
+
+@pytest.mark.timeout(30)
+def test_a_green_waits_timeout_raises_timeout_error_and_leaves_no_callback(
+    executor: fairpool.Pool, gate: threading.Event
+) -> None:
+    future = executor.submit(_blocker, gate)
+
+    def wait_briefly() -> str:
+        try:
+            future.result(timeout=0.05)
+        except cf.TimeoutError:
+            return "timed out"
+        return "returned"
+
+    for _ in range(3):
+        assert eventlet.spawn(wait_briefly).wait() == "timed out"
+    assert future._done_callbacks == [], "a timed-out green wait left its callback on the future"
+    gate.set()
+    assert eventlet.spawn(future.result, 5).wait() == "released"
+    assert eventlet.spawn(future.exception, 5).wait() is None
