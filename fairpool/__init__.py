@@ -11,7 +11,8 @@ or use the same API directly: ``fairpool.execute(fn, *args)``,
 
 from __future__ import annotations
 
-from . import trace
+from . import aio, trace
+from .aio import run_sync
 from .errors import FairpoolError, HubChannelError, PoolClosed, QueueFull
 from .hubwatch import HubStall, HubWatch, watch_hub
 from .hybridlock import HybridRLock
@@ -43,6 +44,7 @@ __all__ = [
     "Proxy",
     "QueueFull",
     "TraceError",
+    "aio",
     "current_lane",
     "default_pool",
     "execute",
@@ -54,6 +56,7 @@ __all__ = [
     "monkey_patch",
     "patch_logging",
     "proxy_call",
+    "run_sync",
     "set_num_threads",
     "setup",
     "statistics",

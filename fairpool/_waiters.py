@@ -6,6 +6,8 @@ One kind per caller:
   the hub until answered; the answer reaches it through the hub's channel.
 * :class:`NativeWaiter`, a plain native thread: it blocks on a native lock.
 * :class:`PoolFuture`, ``Pool.submit``: the answer settles the Future itself.
+* :class:`AsyncioWaiter`, ``await Pool.run_sync()``: the answer is handed to
+  the task's event loop, which resumes the task.
 
 Rules:
 
@@ -28,7 +30,7 @@ from ._job import Job
 from ._native import allocate_lock, threading
 from .errors import PoolClosed
 
-__all__ = ["CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
+__all__ = ["AsyncioWaiter", "CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
 
 T = TypeVar("T")
 
@@ -198,6 +200,35 @@ class PoolFuture(Future[T]):
                 if done in self._done_callbacks:
                     self._done_callbacks.remove(done)  # a timed-out wait leaves nothing behind
         return True
+
+
+class AsyncioWaiter:
+    """An asyncio task awaiting its call: the answer is handed to its loop's thread."""
+
+    __slots__ = ("answered", "future", "loop")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.future = loop.create_future()  # awaited by the task; only the loop's thread touches it
+        self.answered = False
+
+    def start(self) -> bool:
+        return True
+
+    def answer(self, job: Job | None) -> None:
+        if not self.answered:
+            self.answered = True
+            try:
+                self.loop.call_soon_threadsafe(self._settle)
+            except RuntimeError:
+                pass  # the loop is closed: nobody awaits the answer
+
+    def _settle(self) -> None:
+        if not self.future.done():  # done: the task was cancelled meanwhile
+            self.future.set_result(None)
+
+    def reset_after_fork(self) -> None:
+        pass
 
 
 class CancelledByShutdown(PoolClosed):

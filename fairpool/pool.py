@@ -11,6 +11,8 @@ its finalizer stops the idle workers.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from ._fairqueue import POLICIES
 from ._job import Job
 from ._native import holds_import_lock, monotonic
 from ._statslog import start_stats_logger
-from ._waiters import GreenWaiter, NativeWaiter, PoolFuture
+from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
 from ._workers import current_core
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics
@@ -42,6 +44,14 @@ def check_size(value: object, param: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{param} must be an int >= 0, got {value!r}")
     return value
+
+
+def _must_not_wait() -> bool:
+    """Whether this thread runs an event loop (an eventlet hub or asyncio's): it never waits for a lock."""
+    if _hubchannel.on_hub():
+        return True
+    events = sys.modules.get("asyncio.events")
+    return events is not None and events._get_running_loop() is not None
 
 
 def _join(threads: list[Any], deadline: float | None) -> None:
@@ -246,11 +256,39 @@ class Pool(Executor):
         job.waiter = future
         future._fairpool_job = job
         future._fairpool_cancel = self._cancel_from_future
-        core.submit(job, green=_hubchannel.on_hub())
+        core.submit(job, green=_must_not_wait())
         return future
 
     def _cancel_from_future(self, job: Job) -> None:
-        self._core.cancel(job, green=_hubchannel.on_hub())
+        self._core.cancel(job, green=_must_not_wait())
+
+    async def run_sync(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` on a worker thread and await its result (asyncio).
+
+        The event loop runs other tasks meanwhile, and never waits for the
+        pool's lock. Lanes follow the task's context. If the task is
+        cancelled while the call is queued, the call never runs; while it
+        runs, its outcome is dropped.
+
+        Raises:
+            PoolClosed: The pool is shut down.
+            QueueFull: The queue is at ``max_queue`` and ``on_full="raise"``.
+            TypeError: ``fn`` is not callable.
+        """
+        core = self._core
+        if core.closed or not callable(fn):
+            self._check_call(fn)
+        if core.workers.size == 0 or current_core() is core:
+            return self._run_inline(fn, args, kwargs)  # type: ignore[no-any-return]
+        job = self._new_job(fn, args, kwargs)
+        waiter = job.waiter = AsyncioWaiter(asyncio.get_running_loop())
+        core.submit(job, green=True)  # the loop's thread, like a hub's, never waits for the lock
+        try:
+            await waiter.future
+        except BaseException:
+            core.cancel(job, green=True)  # the task was cancelled
+            raise
+        return job.unwrap()  # type: ignore[no-any-return]
 
     def resize(self, threads: int) -> None:
         """Change the most worker threads, on a live pool.

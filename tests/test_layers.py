@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "report": 4,
     "demo": 4,
     "testing": 4,
+    "aio": 4,
     "__main__": 4,
     "__init__": 4,
 }
