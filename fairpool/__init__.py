@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import aio, trace
 from .aio import run_sync
-from .errors import FairpoolError, HubChannelError, PoolClosed, QueueFull
+from .errors import EventletNotInstalled, FairpoolError, HubChannelError, PoolClosed, QueueFull
 from .hubwatch import HubStall, HubWatch, watch_hub
 from .hybridlock import HybridRLock
 from .lanes import DEFAULT_LANE, current_lane, lane
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_LANE",
     "DEFAULT_THREADS",
+    "EventletNotInstalled",
     "FairpoolError",
     "HubChannelError",
     "HubStall",

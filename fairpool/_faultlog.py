@@ -13,6 +13,8 @@ import logging
 import sys
 import traceback
 
+from ._native import threads_patched
+
 __all__ = ["log", "report_fault", "set_logging_hybrid"]
 
 log = logging.getLogger("fairpool")
@@ -27,13 +29,7 @@ def set_logging_hybrid(on: bool) -> None:
 
 
 def _logging_is_safe_here() -> bool:
-    if _logging_hybrid:
-        return True
-    try:
-        from eventlet import patcher
-    except ImportError:
-        return True  # no eventlet: logging's locks are native
-    return not patcher.is_monkey_patched("thread")
+    return _logging_hybrid or not threads_patched()
 
 
 def report_fault(message: str, exc: BaseException) -> None:

@@ -27,15 +27,18 @@ import weakref
 from collections import deque
 from typing import Any, Protocol
 
-import greenlet
-from eventlet import hubs
-from eventlet.hubs import hub as hub_base
-
-from ._native import os
+from ._native import HAVE_EVENTLET, os, threading
 from .errors import HubChannelError
 
-_hub_local = hubs._threadlocal  # eventlet keeps each thread's hub here
-getcurrent = greenlet.getcurrent
+if HAVE_EVENTLET:
+    import greenlet
+    from eventlet import hubs
+    from eventlet.hubs import hub as hub_base
+
+    _hub_local = hubs._threadlocal  # eventlet keeps each thread's hub here
+    getcurrent: Any = greenlet.getcurrent
+else:  # no green threads: a thread's own object stands for its "greenlet"
+    getcurrent = threading.current_thread
 
 _channels: weakref.WeakSet[HubChannel] = weakref.WeakSet()
 
@@ -286,6 +289,15 @@ def _channel_of(hub: Any) -> HubChannel:
         channel = HubChannel(hub)
         hub._fairpool_channel = channel
     return channel
+
+
+if not HAVE_EVENTLET:  # no hub can exist: every caller waits natively
+
+    def on_hub() -> bool:
+        return False
+
+    def green_channel() -> HubChannel | None:
+        return None
 
 
 def forget_all_after_fork() -> None:

@@ -12,6 +12,10 @@ The rule of the two worlds, kept by every module of fairpool:
   appends to a deque and writes to a pipe: both safe from any thread.
 
 Import everything native from here, so the rule lives in one place.
+
+eventlet is optional. Without it (``pip install fairpool`` alone) there are no
+green threads and nothing is patched: the primitives are the standard
+library's, and neither eventlet nor greenlet is imported.
 """
 
 from __future__ import annotations
@@ -24,12 +28,32 @@ from typing import TYPE_CHECKING, Any
 
 from ._compat import import_eventlet_quietly
 
-patcher: types.ModuleType = import_eventlet_quietly().patcher  # imported by eventlet's own __init__
+patcher: types.ModuleType | None
+try:
+    patcher = import_eventlet_quietly().patcher  # imported by eventlet's own __init__
+except ImportError:  # eventlet is not installed: native threads and asyncio only
+    patcher = None
 
-threading: types.ModuleType = patcher.original("threading")
-_thread: types.ModuleType = patcher.original("_thread")
-os: types.ModuleType = patcher.original("os")
-time: types.ModuleType = patcher.original("time")
+if patcher is not None:
+    threading: types.ModuleType = patcher.original("threading")
+    _thread: types.ModuleType = patcher.original("_thread")
+    os: types.ModuleType = patcher.original("os")
+    time: types.ModuleType = patcher.original("time")
+else:
+    import _thread
+    import os  # noqa: F401 - re-exported, as in the branch above
+    import time
+
+    threading = _threading_now
+
+#: Whether eventlet is installed (and so green threads may exist).
+HAVE_EVENTLET = patcher is not None
+
+
+def threads_patched() -> bool:
+    """Whether ``eventlet.monkey_patch()`` made ``threading`` green in this process."""
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
+
 
 allocate_lock = _thread.allocate_lock
 get_ident = _thread.get_ident
@@ -66,7 +90,7 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
     ``%(threadName)s`` show the worker's name. Once it is patched, the
     original copy is used: the patched one would make a green thread.
     """
-    module = threading if patcher.is_monkey_patched("thread") else _threading_now
+    module = threading if threads_patched() else _threading_now
     thread = module.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread

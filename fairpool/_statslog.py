@@ -6,7 +6,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ._faultlog import log
-from ._native import start_thread, threading
+from ._native import start_thread, threading, threads_patched
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -28,9 +28,7 @@ def start_stats_logger(pool_ref: weakref.ref[Pool], interval: float) -> None:
         log.info(pool.statistics().log_line())
         return True
 
-    from eventlet import patcher
-
-    if patcher.is_monkey_patched("thread"):
+    if threads_patched():
         import eventlet
 
         def green_loop() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FairpoolError", "HubChannelError", "PoolClosed", "QueueFull"]
+__all__ = ["EventletNotInstalled", "FairpoolError", "HubChannelError", "PoolClosed", "QueueFull"]
 
 
 class FairpoolError(Exception):
@@ -27,4 +27,11 @@ class HubChannelError(FairpoolError):
     """The channel that carries results back to an eventlet hub failed.
 
     The call itself may have run; its result could not be handed back.
+    """
+
+
+class EventletNotInstalled(FairpoolError, ImportError):
+    """A green-thread feature (``monkey_patch``, the hub watch) was asked for, and eventlet is not installed.
+
+    Install fairpool's green mode with ``pip install 'fairpool[eventlet]'``.
     """

@@ -22,10 +22,9 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-import eventlet
-
 from . import trace
 from ._native import get_ident, monotonic, start_thread, threading
+from .errors import EventletNotInstalled
 
 __all__ = ["HubStall", "HubWatch", "watch_hub"]
 
@@ -56,13 +55,20 @@ class HubWatch:
         self._beat = monotonic()
         self._stack = ""  # caught by the watchdog during the current stall
         self._stop = threading.Event()
+        try:
+            import eventlet
+        except ImportError:
+            raise EventletNotInstalled(
+                "fairpool.watch_hub() watches an eventlet hub: pip install 'fairpool[eventlet]'"
+            ) from None
+        self._sleep = eventlet.sleep
         self._heart = eventlet.spawn(self._heartbeat)
         self._dog = start_thread(self._watchdog, (), "fairpool-hub-watch")
 
     def _heartbeat(self) -> None:
         interval = self._interval
         while not self._stop.is_set():
-            eventlet.sleep(interval)
+            self._sleep(interval)
             now = monotonic()
             late = now - self._beat - interval
             self._beat = now

@@ -18,14 +18,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import greenlet
-
 from . import trace
+from ._hubchannel import getcurrent as _getcurrent
 from ._native import LockContext, allocate_lock
 
 __all__ = ["InstrumentedLock", "LockStatistics", "instrument_lock", "lock_statistics"]
 
-_getcurrent = greenlet.getcurrent
 _registry: weakref.WeakValueDictionary[str, InstrumentedLock] = weakref.WeakValueDictionary()
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._faultlog import set_logging_hybrid
-from ._native import allocate_lock
+from ._native import HAVE_EVENTLET, allocate_lock
+from .errors import EventletNotInstalled
 
 __all__ = ["is_patched", "monkey_patch", "unpatch"]
 
@@ -78,8 +79,16 @@ def monkey_patch(*, logging: bool = True) -> None:
     Args:
         logging: Also call :func:`patch_logging`, so that code running in
             the pool can log while green threads log too.
+
+    Raises:
+        EventletNotInstalled: eventlet is not installed (``pip install 'fairpool[eventlet]'``).
     """
     global _saved
+    if not HAVE_EVENTLET:
+        raise EventletNotInstalled(
+            "fairpool.monkey_patch() routes eventlet.tpool to fairpool, and eventlet is not installed: "
+            "pip install 'fairpool[eventlet]' (native threads and asyncio need no patch)"
+        )
     if logging:
         patch_logging()
     with _lock:

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from eventlet import timeout as _timeout
-
 from . import _default
 from ._default import SIZE_VARIABLE as SIZE_VARIABLE
 from ._default import default_pool as default_pool
+from ._native import HAVE_EVENTLET
 from .pool import Pool, check_size
 from .proxy import Proxy as Proxy
 from .proxy import proxy_call as proxy_call
@@ -32,7 +31,11 @@ R = TypeVar("R")
 #: Kept for code that reads or sets them on eventlet.tpool. fairpool never
 #: prints the exceptions it hands back, so QUIET has no effect.
 QUIET = True
-EXC_CLASSES = (Exception, _timeout.Timeout)
+EXC_CLASSES: tuple[type[BaseException], ...] = (Exception,)
+if HAVE_EVENTLET:
+    from eventlet import timeout as _timeout
+
+    EXC_CLASSES = (Exception, _timeout.Timeout)
 SYS_EXCS = (GeneratorExit, KeyboardInterrupt, SystemExit)
 
 def execute(meth: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -47,10 +47,9 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, TypeVar, overload
 
-import greenlet
-
 from . import _hooks
 from ._hooks import CallInfo, PoolObserver
+from ._hubchannel import getcurrent as _getcurrent
 from ._native import allocate_lock, local, os, threading
 from .errors import FairpoolError
 
@@ -76,7 +75,6 @@ ARG_REPR_LIMIT = 200
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
 
-_getcurrent = greenlet.getcurrent
 _real_threading = __import__("threading")
 _monotonic_ns = time.monotonic_ns  # the clock of the jobs' monotonic() times (eventlet leaves it alone)
 
@@ -101,7 +99,7 @@ class _Tracks:
 
     def current(self, tracer: Tracer) -> int:
         g = _getcurrent()
-        if g.parent is None:  # the main greenlet of a thread: the thread's own track
+        if getattr(g, "parent", None) is None:  # a thread's main greenlet (or no eventlet): its own track
             tid: int | None = getattr(self.native, "tid", None)
             if tid is None:
                 tid = self.native.tid = threading.get_native_id()
