@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import aio, trace
 from .aio import run_sync
 from .errors import EventletNotInstalled, FairpoolError, HubChannelError, PoolClosed, QueueFull
+from .futurist_executor import FuturistExecutor
 from .hubwatch import HubStall, HubWatch, watch_hub
 from .hybridlock import HybridRLock
 from .lanes import DEFAULT_LANE, current_lane, lane
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_THREADS",
     "EventletNotInstalled",
     "FairpoolError",
+    "FuturistExecutor",
     "HubChannelError",
     "HubStall",
     "HubWatch",

@@ -78,6 +78,7 @@ class Core:
         self.window = new_window()  # (queue wait, run time) of recent calls
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
+        self.run_total = 0.0  # seconds the calls that finished ran, in all
 
     @property
     def size(self) -> int:
@@ -214,7 +215,9 @@ class Core:
         assert job is not None
         worker.job = None
         self.busy -= 1
-        self.window.append((job.t_started - job.t_queued, job.t_finished - job.t_started))
+        ran = job.t_finished - job.t_started
+        self.window.append((job.t_started - job.t_queued, ran))
+        self.run_total += ran
         if ok:
             self.completed += 1
         else:
@@ -285,6 +288,7 @@ class Core:
                 abandoned=self.abandoned,
                 closed=self.answered_closed,
                 worker_faults=self.worker_faults,
+                run_total=self.run_total,
             )
         finally:
             self.unlock(out)

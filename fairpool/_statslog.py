@@ -25,7 +25,8 @@ def start_stats_logger(pool_ref: weakref.ref[Pool], interval: float) -> None:
         pool = pool_ref()
         if pool is None or pool.closed:
             return False
-        log.info(pool.statistics().log_line())
+        # Not pool.statistics(): a FuturistExecutor has futurist's property there.
+        log.info(pool._core.statistics().log_line())
         return True
 
     if threads_patched():

@@ -35,6 +35,7 @@ class PoolStatistics:
     abandoned: int = 0  #: calls whose caller gave up while they ran: the outcome was dropped
     closed: int = 0  #: calls answered with PoolClosed by a shutdown timeout or a fork
     worker_faults: int = 0  #: worker threads replaced after a fault in fairpool's own loop
+    run_total: float = 0.0  #: seconds the calls that finished ran, added up
     wait_p50: float = 0.0
     wait_p99: float = 0.0
     wait_max: float = 0.0

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "demo": 4,
     "testing": 4,
     "aio": 4,
+    "futurist_executor": 4,
     "__main__": 4,
     "__init__": 4,
 }

@@ -1,0 +1,61 @@
+"""fairpool.FuturistExecutor against futurist's own executor tests (futurist ships them in its wheel)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import fairpool
+
+theirs = pytest.importorskip("futurist.tests.test_executors", reason="needs futurist, oslotest")
+futurist = pytest.importorskip("futurist")
+rejection = pytest.importorskip("futurist.rejection")
+
+
+class TestFuturistsExecutorTestsOnFairpool(theirs.TestExecutors):  # type: ignore[misc]
+    """Every test futurist runs against its own ThreadPoolExecutor, on fairpool."""
+
+    # pytest runs each test once, without testscenarios: the one scenario is set on the class.
+    scenarios: list[object] = []
+    executor_cls = fairpool.FuturistExecutor
+    restartable = False
+    executor_kwargs: dict[str, object] = {}
+
+
+class TestFuturistsRejectionTestOnFairpool(theirs.TestRejection):  # type: ignore[misc]
+    """futurist's check_and_reject hook: 1 worker plus 1 waiting call, then RejectedSubmission."""
+
+    scenarios: list[object] = []
+    executor_cls = fairpool.FuturistExecutor
+    executor_kwargs = {"check_and_reject": rejection.reject_when_reached(1), "max_workers": 1}
+    event_cls = threading.Event
+
+
+def test_statistics_are_futurists_and_the_pools_figures_stay_reachable() -> None:
+    executor = fairpool.FuturistExecutor(max_workers=2, stats_interval=60)
+    try:
+        executor.submit(divmod, 1, 0).exception(timeout=5)
+        executor.submit(int).result(timeout=5)
+        stats = executor.statistics
+        assert isinstance(stats, futurist.ExecutorStatistics)
+        assert (stats.executed, stats.failures, stats.cancelled) == (2, 1, 0)
+        assert executor.pool_statistics().completed == 1
+        assert executor.alive
+    finally:
+        executor.shutdown()
+    assert not executor.alive
+    with pytest.raises(RuntimeError):
+        executor.submit(int)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_workers": 0}, "max_workers must be an int >= 1 or None, got 0"),
+        ({"check_and_reject": 5}, "check_and_reject must be callable or None, got 5"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        fairpool.FuturistExecutor(**kwargs)  # type: ignore[arg-type]
