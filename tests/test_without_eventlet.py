@@ -49,7 +49,8 @@ print(sorted(m for m in ("eventlet", "greenlet") if m in sys.modules))
     )
     lines = out.splitlines()
     assert lines[0].startswith("fairpool-plain-"), lines
-    assert lines[1:7] == ["1024", "[1, 2]", "async", "default pool", "hybrid lock", "instrumented lock"], lines
+    expected = ["1024", "[1, 2]", "async", "default pool", "hybrid lock", "instrumented lock"]
+    assert lines[1:7] == expected, lines
     assert lines[7] == "[]", f"eventlet or greenlet was imported: {lines[7]}"
 
 
