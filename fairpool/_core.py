@@ -119,7 +119,9 @@ class Core:
 
     def unlock(self, out: list[Job]) -> None:
         """Release the lock (taking in what the hub left), then answer the jobs in ``out``."""
-        self.answer(self.lock.release(out))
+        out = self.lock.release(out)
+        if out:
+            self.answer(out)
 
     def answer(self, jobs: list[Job]) -> None:
         """Answer each job's waiter (DONE, CLOSED) and tell the observers. Never under the lock."""
@@ -199,7 +201,7 @@ class Core:
                     return workers.retire(worker)
                 workers.idle.append(worker)
                 return None
-            if not job.waiter.start():  # a future cancelled before its cancel was taken in
+            if job.cancel_requested:  # its caller gave up; the cancel is still on its way
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self._drop(job)
@@ -225,6 +227,21 @@ class Core:
         if move(job, DONE):
             job.ok, job.result = ok, result
             out.append(job)
+
+    def not_started(self, worker: Worker) -> None:
+        """The worker's job was cancelled as it was about to start (its waiter said so): account for it."""
+        out: list[Job] = []
+        self.lock.acquire()
+        try:
+            job = worker.job
+            assert job is not None
+            worker.job = None
+            self.busy -= 1
+            move(job, CANCELLED)
+            self.cancelled += 1
+            self._drop(job)
+        finally:
+            self.unlock(out)
 
     def worker_failed(self, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:
         """A fault in a worker's loop: answer the call it held, and replace it."""

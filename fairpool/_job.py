@@ -4,7 +4,9 @@
 
     NEW ──admitted──► QUEUED ──a worker takes it──► RUNNING ──it returns──► DONE
      │                  │                             │
-     │                  ├──its caller gives up──► CANCELLED (it never runs)
+     │                  ├──its caller gives up──► CANCELLED (it never runs; also from
+     │                  │                           RUNNING if its future was cancelled
+     │                  │                           just before it started)
      ├──its caller gives up before it was taken in ──┘│
      │                                                ├──its caller gives up──► ABANDONED
      └──refused──► CLOSED ◄──shutdown, exit, fork, ───┘   (its outcome is dropped)
@@ -45,6 +47,7 @@ TRANSITIONS: dict[tuple[int, int], str] = {
     (QUEUED, RUNNING): "a worker",
     (QUEUED, CANCELLED): "the caller (timeout, kill, future.cancel()), or a worker finding it cancelled",
     (QUEUED, CLOSED): "shutdown's timeout, exit, fork, or no worker could start",
+    (RUNNING, CANCELLED): "the worker, whose waiter says it was cancelled just before it started",
     (RUNNING, DONE): "the worker that ran it",
     (RUNNING, ABANDONED): "the caller (timeout, kill)",
     (RUNNING, CLOSED): "shutdown's timeout, fork, or a fault in the worker's loop",

@@ -21,8 +21,8 @@ Rules:
 from __future__ import annotations
 
 from concurrent.futures import Future, InvalidStateError
-from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import PENDING as _PENDING
+from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, getcurrent, green_channel
@@ -33,6 +33,8 @@ from .errors import PoolClosed
 __all__ = ["AsyncioWaiter", "CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
 
 T = TypeVar("T")
+
+_WAITING = (_PENDING, _RUNNING)  # a Future's states in which result() would wait
 
 
 class GreenWaiter:
@@ -168,12 +170,12 @@ class PoolFuture(Future[T]):
         return True
 
     def result(self, timeout: float | None = None) -> T:
-        if self._state != _FINISHED and not self.cancelled() and self._wait_green(timeout):
+        if self._state in _WAITING and self._wait_green(timeout):
             timeout = 0  # waited green already: what is left is to read the outcome
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state != _FINISHED and not self.cancelled() and self._wait_green(timeout):
+        if self._state in _WAITING and self._wait_green(timeout):
             timeout = 0
         return super().exception(timeout)
 

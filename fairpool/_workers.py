@@ -172,6 +172,9 @@ def work(core: Core, worker: Worker) -> None:
                 continue
             if job is EXIT:
                 return
+            if not job.waiter.start():  # a future cancelled just now: it must not run
+                core.not_started(worker)
+                continue
             if fault_hook is not None:
                 fault_hook("before run", job)
             info = job.info
