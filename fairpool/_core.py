@@ -124,15 +124,27 @@ class Core:
             self.answer(out)
 
     def answer(self, jobs: list[Job]) -> None:
-        """Answer each job's waiter (DONE, CLOSED) and tell the observers. Never under the lock."""
-        for job in jobs:
-            state = job.state
-            if state == DONE or state == CLOSED:
-                job.waiter.answer(job)
-            if job.info is not None:
-                outcome = ("returned" if job.ok else "raised") if state == DONE else _OUTCOMES[state]
-                _hooks.notify("call_answered", job.info, outcome)
-                job.info = None
+        """Answer each job's waiter (DONE, CLOSED) and tell the observers. Never under the lock.
+
+        If something raises here (a future's done-callback raising SystemExit),
+        the rest of ``jobs`` are still answered before it propagates.
+        """
+        for i, job in enumerate(jobs):
+            try:
+                self._answer_one(job)
+            except BaseException:
+                self.answer(jobs[i + 1 :])
+                raise
+
+    @staticmethod
+    def _answer_one(job: Job) -> None:
+        state = job.state
+        if state == DONE or state == CLOSED:
+            job.waiter.answer(job)
+        if job.info is not None:
+            outcome = ("returned" if job.ok else "raised") if state == DONE else _OUTCOMES[state]
+            _hooks.notify("call_answered", job.info, outcome)
+            job.info = None
 
     # -- moves, under the lock ---------------------------------------------
     def take_in_locked(self, job: Job, out: list[Job]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._native import allocate_lock, os
 from .pool import DEFAULT_THREADS, Pool, check_size
 
-__all__ = ["SIZE_VARIABLE", "current", "default_pool"]
+__all__ = ["SIZE_VARIABLE", "check_pool", "current", "default_pool"]
 
 SIZE_VARIABLE = "EVENTLET_THREADPOOL_SIZE"
 
@@ -41,4 +41,11 @@ def default_pool() -> Pool:
             if current is None:
                 current = Pool(_size_from_environment(), name="default", _size_source=SIZE_VARIABLE)
             pool = current
+    return pool
+
+
+def check_pool(pool: object, param: str = "pool") -> Pool | None:
+    """``pool`` if it is a Pool or None (the default pool, chosen at each call); else TypeError."""
+    if pool is not None and not isinstance(pool, Pool):
+        raise TypeError(f"{param} must be a fairpool.Pool or None, got {pool!r}")
     return pool

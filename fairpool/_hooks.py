@@ -10,8 +10,9 @@ Rules, kept by :func:`notify`:
 * Events are sent outside every pool lock, from the thread where they
   happen: ``submitted`` in the caller's, ``started`` and ``finished`` in the
   worker's, ``answered`` in whichever thread answered the call.
-* An observer's exception never reaches a caller and never leaves a lock
-  held: it is counted (:func:`fault_count`) and reported once per observer.
+* An observer's exception, of any kind (SystemExit and KeyboardInterrupt
+  included), never reaches a caller and never leaves a lock held: it is
+  counted (:func:`fault_count`) and reported once per observer.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def notify(event: str, *args: Any) -> None:
     for observer in observers:
         try:
             getattr(observer, event)(*args)
-        except Exception as exc:  # noqa: BLE001 - an observer must not hurt a call
+        except BaseException as exc:  # noqa: BLE001 - an observer must not hurt a call, whatever it raises
             with _faults_lock:
                 _faults += 1
                 first = id(observer) not in _reported

@@ -28,7 +28,7 @@ from . import _hubchannel, _workers
 from ._core import Core
 from ._hublock import HubLock
 from ._job import NEW, Job
-from ._native import get_ident, monotonic, os
+from ._native import get_ident, monotonic, os, stdlib_threading
 from ._waiters import CancelledByShutdown
 from .errors import PoolClosed
 
@@ -141,4 +141,8 @@ def _at_exit() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+# Before the interpreter joins non-daemon threads (as concurrent.futures does), so
+# that such a thread waiting on a queued call is answered and the process can exit;
+# atexit as well, for an interpreter that has no such hook.
+stdlib_threading._register_atexit(_at_exit)
 atexit.register(_at_exit)

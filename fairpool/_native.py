@@ -46,6 +46,9 @@ else:
 
     threading = _threading_now
 
+#: The threading module the interpreter itself uses (its shutdown hooks run there).
+stdlib_threading: types.ModuleType = _threading_now
+
 #: Whether eventlet is installed (and so green threads may exist).
 HAVE_EVENTLET = patcher is not None
 
@@ -56,6 +59,7 @@ def threads_patched() -> bool:
 
 
 allocate_lock = _thread.allocate_lock
+TIMEOUT_MAX: float = _thread.TIMEOUT_MAX  # the longest a lock or join can be told to wait
 get_ident = _thread.get_ident
 monotonic = time.monotonic
 if TYPE_CHECKING:

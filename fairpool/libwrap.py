@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from ._default import check_pool
 from .locks import InstrumentedLock, instrument_lock, named_native_lock
 
 if TYPE_CHECKING:
@@ -122,4 +123,4 @@ def wrap_library(
         instrumented = instrument_lock(
             lock, getattr(lock, "name", None) or f"{name or _library_name(lib)} lock"
         )
-    return WrappedLibrary(lib, name or _library_name(lib), instrumented, pool)
+    return WrappedLibrary(lib, name or _library_name(lib), instrumented, check_pool(pool))

@@ -23,7 +23,7 @@ from . import _hubchannel, _lifecycle
 from ._core import Core
 from ._fairqueue import POLICIES
 from ._job import Job
-from ._native import holds_import_lock, monotonic
+from ._native import TIMEOUT_MAX, holds_import_lock, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
 from ._workers import current_core
@@ -37,6 +37,9 @@ R = TypeVar("R")
 
 #: eventlet.tpool's default size, kept so a drop-in pool behaves the same.
 DEFAULT_THREADS = 20
+
+#: The longest ``stats_interval``: a day (longer is a mistake, and inf cannot be waited for).
+MAX_STATS_INTERVAL = 86400.0
 
 
 def check_size(value: object, param: str) -> int:
@@ -65,7 +68,7 @@ def _join(threads: list[Any], deadline: float | None) -> None:
             eventlet.sleep(0.002)
         return
     for t in threads:
-        remaining = None if deadline is None else max(0.0, deadline - monotonic())
+        remaining = None if deadline is None else min(max(0.0, deadline - monotonic()), TIMEOUT_MAX)
         t.join(remaining)
 
 
@@ -132,9 +135,14 @@ class Pool(Executor):
         if stats_interval is not None and (
             isinstance(stats_interval, bool)
             or not isinstance(stats_interval, (int, float))
-            or not stats_interval > 0
+            or not 0 < stats_interval <= MAX_STATS_INTERVAL
         ):
-            raise ValueError(f"stats_interval must be a number > 0 or None, got {stats_interval!r}")
+            raise ValueError(
+                f"stats_interval must be a number of seconds > 0 and <= {MAX_STATS_INTERVAL:g} (a day) "
+                f"or None, got {stats_interval!r}"
+            )
+        if not isinstance(batch_scheduling, bool):
+            raise ValueError(f"batch_scheduling must be True or False, got {batch_scheduling!r}")
         self._core = Core(
             name, threads, policy, lane_key, max_queue, on_full, _size_source, bool(batch_scheduling)
         )

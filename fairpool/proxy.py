@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._default import default_pool
+from ._default import check_pool, default_pool
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -120,6 +120,7 @@ class Proxy:
             raise TypeError("obj must be the object to wrap, got None")
         if autowrap_rule is not None and not callable(autowrap_rule):
             raise TypeError(f"autowrap_rule must be callable or None, got {autowrap_rule!r}")
+        check_pool(pool)
         self._fp_init(
             obj,
             _check_autowrap(autowrap),

@@ -67,3 +67,42 @@ def test_a_bad_hub_watch_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("FAIRPOOL_HUB_WATCH", "soon")
     with pytest.raises(ValueError, match="FAIRPOOL_HUB_WATCH must be a number of seconds > 0, got 'soon'"):
         hubwatch._start_from_environment()
+
+
+@pytest.mark.parametrize("bad", [float("inf"), 1e300, 0, -1, "60"])
+def test_a_stats_interval_out_of_range_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match="stats_interval must be a number of seconds > 0 and <= 86400"):
+        fairpool.Pool(threads=1, stats_interval=bad)  # type: ignore[arg-type]
+
+
+def test_batch_scheduling_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="batch_scheduling must be True or False, got 'no'"):
+        fairpool.Pool(threads=1, batch_scheduling="no")  # type: ignore[arg-type]
+
+
+def test_a_pool_argument_that_is_not_a_pool_is_named() -> None:
+    with pytest.raises(TypeError, match=r"pool must be a fairpool\.Pool or None, got 3"):
+        fairpool.Proxy([], pool=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"pool must be a fairpool\.Pool or None, got 'x'"):
+        fairpool.wrap_library(threading, pool="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10])
+def test_a_huge_shutdown_timeout_waits_like_none(timeout: float) -> None:
+    pool = fairpool.Pool(threads=1, name="huge-timeout")
+    future = pool.submit(lambda: "done")
+    done: list[BaseException | None] = []
+
+    def shut() -> None:
+        try:
+            pool.shutdown(timeout=timeout)
+            done.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            done.append(exc)
+
+    t = threading.Thread(target=shut)  # a native caller: it joins the workers with that timeout
+    t.start()
+    t.join(20)
+    assert done == [None], f"shutdown(timeout={timeout}) from a native thread: {done}"
+    assert future.result(0) == "done" and pool.closed

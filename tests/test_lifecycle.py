@@ -78,7 +78,7 @@ def test_callers_wait_while_the_queue_is_full_and_nothing_is_lost(gate: threadin
         ({"max_queue": 0}, "max_queue must be an int >= 1 or None, got 0"),
         ({"on_full": "drop"}, "on_full must be 'wait' or 'raise', got 'drop'"),
         ({"policy": "lifo"}, "policy must be one of \\['fair', 'fifo'\\], got 'lifo'"),
-        ({"stats_interval": 0}, "stats_interval must be a number > 0 or None, got 0"),
+        ({"stats_interval": 0}, r"stats_interval must be a number of seconds > 0 and <= 86400 \(a day\) or"),
         ({"name": ""}, "name must be a non-empty string, got ''"),
         ({"lane_key": "tenant"}, "lane_key must be callable or None, got 'tenant'"),
     ],
@@ -391,3 +391,27 @@ def test_stats_interval_logs_from_a_green_thread_under_monkey_patch() -> None:
     lines = [line for line in out.splitlines() if "fairpool pool 'periodic'" in line]
     assert lines, out
     assert not any(line.startswith("fairpool-") for line in lines), "logged from a native thread"
+
+
+@pytest.mark.timeout(60)
+def test_a_non_daemon_thread_waiting_on_a_queued_call_does_not_hold_up_exit() -> None:
+    out = run_script(
+        """
+        import threading, time
+        import fairpool
+        pool = fairpool.Pool(1, name="exit")
+        pool.submit(time.sleep, 1000)  # stuck in "C" for good
+
+        def waiter():
+            try:
+                pool.execute(lambda: "ran")
+            except fairpool.PoolClosed as exc:
+                print("answered:", type(exc).__name__, flush=True)
+
+        threading.Thread(target=waiter).start()  # not a daemon: the interpreter joins it at exit
+        time.sleep(0.2)
+        print("main ends", flush=True)
+        """,
+        timeout=30,
+    )
+    assert out.split("\n")[:2] == ["main ends", "answered: PoolClosed"], out

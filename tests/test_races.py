@@ -1,0 +1,569 @@
+"""Races between callers, timeouts, shutdown, resizing and faults: each test pins one bug."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import itertools
+import logging
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from types import ModuleType, TracebackType
+from typing import Any
+
+import eventlet
+import pytest
+
+import fairpool
+from fairpool import FairpoolError, PoolClosed
+
+from .conftest import wait_until
+
+# -- helpers ----------------------------------------------------------------
+
+
+def _testing() -> ModuleType:
+    """fairpool's test seams, imported where used so the other tests run without them."""
+    return importlib.import_module("fairpool.testing")
+
+
+def _green_answer(seconds: float, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in this green thread; fail with ``what`` if it takes more than ``seconds``."""
+    timer = eventlet.Timeout(seconds)
+    try:
+        return fn(*args)
+    except eventlet.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise AssertionError(f"{what}: no answer within {seconds}s") from None
+    finally:
+        timer.cancel()
+
+
+def _green_wait_all(gts: list[Any], seconds: float, what: str) -> list[Any]:
+    """Wait for every green thread in ``gts``; fail with ``what`` if they take more than ``seconds``."""
+    return _green_answer(seconds, what, lambda: [gt.wait() for gt in gts])  # type: ignore[no-any-return]
+
+
+def _outcome(gt: Any) -> Any:
+    """What a green thread returned, or the exception it raised."""
+    try:
+        return gt.wait()
+    except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
+        return exc
+
+
+def _native_answer(seconds: float, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a new native thread; fail with ``what`` if it takes more than ``seconds``."""
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread below
+            errors.append(exc)
+
+    t = threading.Thread(target=run, name="test-native-caller", daemon=True)
+    t.start()
+    deadline = time.monotonic() + seconds
+    while t.is_alive() and time.monotonic() < deadline:
+        eventlet.sleep(0.005)  # keep the hub running: green work may be part of the answer
+    assert not t.is_alive(), f"{what}: no answer within {seconds}s"
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def _join_all(threads: list[threading.Thread], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    for t in threads:
+        while t.is_alive() and time.monotonic() < deadline:
+            eventlet.sleep(0.005)
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"{what}: {len(stuck)} native callers still stuck after {seconds}s: {stuck[:5]}"
+
+
+def _pool_is_idle(pool: fairpool.Pool) -> None:
+    wait_until(
+        lambda: (s := pool.statistics()).queued == 0 and s.busy == 0,
+        timeout=10,
+        what="the pool to have nothing queued and nothing running",
+    )
+
+
+def _markers_in(tb: TracebackType | None) -> set[object]:
+    """The ``marker`` locals of every frame in a traceback."""
+    seen: set[object] = set()
+    while tb is not None:
+        if "marker" in tb.tb_frame.f_locals:
+            seen.add(tb.tb_frame.f_locals["marker"])
+        tb = tb.tb_next
+    return seen
+
+
+# -- 1. timeouts shorter than the call --------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("threads", [8, 32])  # more workers: more of them hold the pool's lock at a time
+def test_green_timeouts_shorter_than_the_call_leave_the_pool_serving(threads: int) -> None:
+    pool = fairpool.Pool(threads=threads, name="short-timeouts")
+    deadline = time.monotonic() + 3.0
+
+    def caller() -> int:
+        loops = 0
+        while time.monotonic() < deadline:
+            with eventlet.Timeout(0.0005, False):
+                pool.execute(time.sleep, 0.0005)
+            loops += 1
+        return loops
+
+    loops = _green_wait_all(
+        [eventlet.spawn(caller) for _ in range(50)], 15, "green callers looping with short timeouts"
+    )
+    assert sum(loops) > 50, f"the callers barely ran: {loops}"
+    assert (
+        _green_answer(10, "a fresh green call after the timeouts", pool.execute, lambda: "fresh") == "fresh"
+    )
+    assert _native_answer(10, "a fresh native call after the timeouts", pool.execute, lambda: "n") == "n"
+    _pool_is_idle(pool)
+    pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_green_and_native_timeouts_shorter_than_the_call_leave_the_pool_serving() -> None:
+    pool = fairpool.Pool(threads=16, name="short-timeouts-mixed")
+    deadline = time.monotonic() + 3.0
+
+    def green_caller() -> None:
+        while time.monotonic() < deadline:
+            with eventlet.Timeout(0.001, False):
+                pool.execute(time.sleep, 0.002)
+
+    def native_caller() -> None:
+        while time.monotonic() < deadline:
+            fut = pool.submit(time.sleep, 0.002)
+            try:
+                fut.result(timeout=0.001)
+            except concurrent.futures.TimeoutError:
+                fut.cancel()
+
+    natives = [threading.Thread(target=native_caller, name=f"native-{i}", daemon=True) for i in range(20)]
+    for t in natives:
+        t.start()
+    greens = [eventlet.spawn(green_caller) for _ in range(200)]
+    _green_wait_all(greens, 15, "green callers looping with short timeouts")
+    _join_all(natives, 15, "native callers looping with short timeouts")
+    assert _green_answer(10, "a fresh green call after the timeouts", pool.execute, lambda: "g") == "g"
+    assert _native_answer(10, "a fresh native call after the timeouts", pool.execute, lambda: "n") == "n"
+    _pool_is_idle(pool)
+    pool.shutdown(timeout=5)
+
+
+# -- 2. shutdown(timeout) racing a call's completion ------------------------
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_timeout_racing_a_call_s_completion_always_answers_the_green_caller() -> None:
+    timeout = 0.005
+    r = random.Random(2)
+    outcomes: Counter[str] = Counter()
+    for i in range(200):
+        pool = fairpool.Pool(threads=1, name=f"race-{i}")
+        started = threading.Event()
+        seconds = timeout + r.uniform(-0.003, 0.008)
+
+        def call(token: int = i, seconds: float = seconds, started: threading.Event = started) -> int:
+            started.set()
+            time.sleep(seconds)
+            return token
+
+        def caller(pool: fairpool.Pool = pool) -> object:
+            try:
+                return pool.execute(call)
+            except PoolClosed as exc:
+                return exc
+
+        gt = eventlet.spawn(caller)
+        wait_until(started.is_set, what="the call to start")
+        pool.shutdown(timeout=timeout)
+        # Other green threads may keep the hub busy before the caller is resumed.
+        time.sleep(r.uniform(0, 0.004))
+        got = _green_answer(
+            5, f"iteration {i}: the green caller whose call ({seconds * 1000:.1f} ms) raced shutdown", gt.wait
+        )
+        if isinstance(got, PoolClosed):
+            outcomes["closed"] += 1
+        else:
+            assert got == i, f"iteration {i}: the caller got {got!r}, not its result {i} or PoolClosed"
+            outcomes["result"] += 1
+    assert outcomes["closed"] and outcomes["result"], f"the race was not exercised both ways: {outcomes}"
+
+
+# -- 3. shutdown() or killall() inside a pool call --------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["shutdown", "killall"])
+@pytest.mark.parametrize("waits", ["native", "green"])
+def test_a_call_that_shuts_down_its_own_pool_still_returns_its_value(how: str, waits: str) -> None:
+    if how == "shutdown":
+        pool = fairpool.Pool(threads=2, name="self-closing")
+        execute: Callable[..., Any] = pool.execute
+
+        def call() -> str:
+            pool.shutdown()
+            return "the real value"
+
+    else:
+        fairpool.set_num_threads(2)
+        execute = fairpool.execute
+
+        def call() -> str:
+            fairpool.killall()
+            return "the real value"
+
+    def outcome() -> object:
+        try:
+            return execute(call)
+        except PoolClosed as exc:
+            return exc
+
+    answer = _native_answer if waits == "native" else _green_answer
+    got = answer(10, f"a {waits} caller whose call ran {how}() on its own pool", outcome)
+    assert got == "the real value", f"a {waits} caller whose call ran {how}() got {got!r}, not its value"
+    if how == "killall":
+        assert fairpool.execute(lambda: "usable again") == "usable again", "killall left the pool unusable"
+
+
+# -- 4. resize(0) racing native callers -------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore:fairpool pool 'flipping' has 0 threads:RuntimeWarning")
+def test_resize_to_zero_racing_native_callers_leaves_no_call_without_a_worker() -> None:
+    pool = fairpool.Pool(threads=2, name="flipping")
+    stop = threading.Event()
+    progress = [0] * 6
+    wrong: list[str] = []
+
+    def caller(i: int) -> None:
+        token = 0
+        while not stop.is_set():
+            token += 1
+            got = pool.execute(lambda t=token: (i, t))
+            if got != (i, token):
+                wrong.append(f"caller {i}, call {token} got {got!r}")
+            progress[i] += 1
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: more interleavings per second
+    natives = [threading.Thread(target=caller, args=(i,), name=f"caller-{i}", daemon=True) for i in range(6)]
+    try:
+        for t in natives:
+            t.start()
+        for flip in range(300):
+            pool.resize(0)
+            # At size 0 a new call runs inline and a queued one still runs: every caller moves on.
+            seen = list(progress)
+            try:
+                wait_until(
+                    lambda seen=seen: all(p > s for p, s in zip(progress, seen, strict=True)),
+                    timeout=5,
+                    what=f"every native caller to finish a call while the size is 0 (flip {flip})",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; a call is left without a worker: {pool.statistics()}") from None
+            pool.resize(2)
+            time.sleep(0.0005)
+        stop.set()
+        _join_all(natives, 10, "native callers racing resize(0)")
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+    assert not wrong, f"callers got another call's answer: {wrong[:5]}"
+    pool.shutdown(timeout=5)
+
+
+# -- 5. the OS refusing a thread --------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_refused_worker_thread_raises_once_and_leaves_no_stray_wakeup() -> None:
+    testing = _testing()
+    pool = fairpool.Pool(threads=2, name="refused")
+
+    def green_caller() -> tuple[list[str], object, float]:
+        raised: list[str] = []
+        try:
+            pool.execute(lambda: "ran")
+        except FairpoolError as exc:
+            raised.append(repr(exc))
+        # The same green thread's next, unrelated wait must end only when it is due.
+        ev: Any = eventlet.event.Event()
+        eventlet.spawn_after(0.2, ev.send, "real")
+        start = time.monotonic()
+        got = ev.wait()
+        return raised, got, time.monotonic() - start
+
+    try:
+        with testing.refuse_threads():
+            raised, got, took = _green_answer(
+                10, "a green caller on a pool refused threads", eventlet.spawn(green_caller).wait
+            )
+            assert len(raised) == 1, f"the green caller should get one FairpoolError, got {raised}"
+            assert got == "real" and took >= 0.15, (
+                f"the green caller's next wait was woken early ({took:.3f}s, got {got!r}): a stray wake-up"
+            )
+            with pytest.raises(FairpoolError):
+                _native_answer(10, "a native caller on a pool refused threads", pool.execute, lambda: "ran")
+        assert _green_answer(10, "a green call once threads start again", pool.execute, lambda: "g") == "g"
+        assert _native_answer(10, "a native call once threads start again", pool.execute, lambda: "n") == "n"
+    finally:
+        pool.shutdown(timeout=5)
+
+
+# -- 6. a suspended generator in the call's traceback -----------------------
+
+
+def test_a_call_through_the_pool_leaves_a_suspended_generator_in_its_traceback_open(
+    pool: fairpool.Pool,
+) -> None:
+    def raise_a_kept_exception(call: Callable[[Callable[[], None]], object]) -> tuple[list[str], Any]:
+        finalized: list[str] = []
+
+        def keeper() -> Iterator[KeyError]:
+            try:
+                try:
+                    raise KeyError("kept")
+                except KeyError as exc:
+                    kept = exc
+                while True:
+                    yield kept  # suspended here, its frame in kept's traceback
+            finally:
+                finalized.append("finally ran")
+
+        gen = keeper()
+
+        def fn() -> None:
+            raise next(gen)
+
+        with pytest.raises(KeyError, match="kept"):
+            call(fn)
+        return finalized, gen
+
+    direct_finalized, direct_gen = raise_a_kept_exception(lambda fn: fn())
+    assert direct_finalized == [] and isinstance(next(direct_gen), KeyError), "the direct call closed it"
+    pooled_finalized, pooled_gen = raise_a_kept_exception(pool.execute)
+    assert pooled_finalized == [], "calling through the pool closed a generator suspended in the traceback"
+    assert pooled_gen.gi_frame is not None, "calling through the pool finished the suspended generator"
+    assert isinstance(next(pooled_gen), KeyError), "the generator no longer steps after a pool call"
+
+
+# -- 7. one PoolClosed per caller -------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_each_caller_left_at_shutdown_gets_its_own_pool_closed(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="closing-many")
+
+    def caller(marker: int, fn: Callable[[], object]) -> BaseException | None:
+        try:
+            pool.execute(fn)
+        except PoolClosed as exc:
+            return exc
+        return None
+
+    running = eventlet.spawn(caller, 0, lambda: gate.wait(30))
+    wait_until(lambda: pool.statistics().busy == 1, what="the blocking call to run")
+    queued = [eventlet.spawn(caller, i, int) for i in range(1, 6)]
+    wait_until(lambda: pool.statistics().queued == 5, what="five queued calls")
+    pool.shutdown(timeout=0.05)
+    errors = _green_wait_all([running, *queued], 10, "callers left at shutdown")
+    assert all(isinstance(e, PoolClosed) for e in errors), f"every caller should get PoolClosed: {errors}"
+    ids = {id(e) for e in errors}
+    assert len(ids) == len(errors), f"{len(errors)} callers shared {len(ids)} PoolClosed instance(s)"
+    for marker, exc in enumerate(errors):
+        assert exc is not None
+        seen = _markers_in(exc.__traceback__)
+        assert seen == {marker}, (
+            f"caller {marker}'s PoolClosed traceback holds the frames of callers {sorted(seen - {marker})}"
+        )
+
+
+# -- 8. an observer that raises ---------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_observer_never_reaches_a_caller_and_is_reported_once(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    testing = _testing()
+    caplog.set_level(logging.DEBUG, logger="fairpool")
+    faults_before = testing.observer_faults()
+
+    def fails(token: int) -> None:
+        raise ValueError(token)
+
+    with testing.failing_observer() as observer:
+        pool = fairpool.Pool(threads=2, name="observed")
+        greens = [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(20)]
+        assert _green_wait_all(greens, 10, "green calls under a failing observer") == list(range(20))
+        with pytest.raises(ValueError, match=r"^7$"):
+            _green_answer(10, "a failing green call under a failing observer", pool.execute, fails, 7)
+        native = _native_answer(
+            10,
+            "native calls under a failing observer",
+            lambda: [pool.execute(lambda i=i: -i) for i in range(10)],
+        )
+        assert native == [-i for i in range(10)], f"native callers got {native}"
+        futures = [pool.submit(lambda i=i: i * 10) for i in range(10)]
+        futures.append(pool.submit(fails, 8))
+        concurrent.futures.wait(futures, timeout=10)
+        assert all(f.done() for f in futures), "a future was never settled under a failing observer"
+        assert [f.result(0) for f in futures[:-1]] == [i * 10 for i in range(10)]
+        exc = futures[-1].exception(0)
+        assert isinstance(exc, ValueError) and exc.args == (8,), f"the failing future carried {exc!r}"
+        assert (
+            _green_answer(10, "a later call under a failing observer", pool.execute, lambda: "still")
+            == "still"
+        )
+        start = time.monotonic()
+        pool.shutdown(timeout=5)
+        took = time.monotonic() - start
+        assert took < 5, f"shutdown under a failing observer took {took:.1f}s"
+        raised = observer.raised
+    assert raised > 0, "the observer was never called: the test checks nothing"
+    assert testing.observer_faults() > faults_before, "observer_faults() did not count the observer's errors"
+    records = [
+        rec
+        for rec in caplog.records
+        if "No space left on device" in rec.getMessage()
+        or (rec.exc_info is not None and isinstance(rec.exc_info[1], OSError))
+    ]
+    on_stderr = capfd.readouterr().err.count("OSError: [Errno 28]")
+    assert records or on_stderr, "the observer's error was swallowed without a report (log or stderr)"
+    assert len(records) <= 1 and on_stderr <= 1, (
+        f"the observer's error was reported {len(records)} times in the log and {on_stderr} times "
+        f"on stderr for {raised} failures: once per observer is enough"
+    )
+    assert all(rec.levelno >= logging.ERROR for rec in records), "the observer's fault was logged below ERROR"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
+def test_an_observer_raising_a_base_exception_answers_every_caller_all_the_same(
+    error: type[BaseException], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An observer's SystemExit at any event, a batch of answers at shutdown included: all answered."""
+    testing = _testing()
+    gate = threading.Event()
+    with testing.failing_observer(error=lambda: error("from the observer")) as observer:
+        pool = fairpool.Pool(threads=1, name="observed-base")
+        try:
+            assert _green_answer(10, "a green call", pool.execute, lambda: "g") == "g"
+            assert _native_answer(10, "a native call", pool.execute, lambda: "n") == "n"
+            assert pool.submit(lambda: "f").result(timeout=10) == "f"
+            running = pool.submit(gate.wait, 10)
+            wait_until(lambda: running.running(), what="the blocking call to start")
+            greens = [eventlet.spawn(pool.execute, lambda i=i: i) for i in range(10)]
+            wait_until(lambda: pool.statistics().queued == 10, what="ten calls to be queued")
+            pool.shutdown(timeout=0.05)  # answers a batch of eleven callers; the observer raises at each
+            outcomes = _green_answer(10, "answers at shutdown", lambda: [_outcome(g) for g in greens])
+            assert all(isinstance(o, fairpool.PoolClosed) for o in outcomes), outcomes
+            assert isinstance(running.exception(timeout=10), fairpool.PoolClosed)
+        finally:
+            gate.set()
+            pool.shutdown(timeout=5)
+        assert observer.raised > 0
+    assert pool.statistics().worker_faults == 0, "an observer's error cost a worker"
+    assert "Exception in thread" not in capfd.readouterr().err, "a fairpool thread died with a traceback"
+
+
+# -- 9. stress: every caller gets exactly its own answer --------------------
+
+
+def _echo(token: int, seconds: float) -> int:
+    if seconds:
+        time.sleep(seconds)
+    return token
+
+
+@pytest.mark.parametrize(
+    "duration",
+    [
+        pytest.param(3.0, marks=pytest.mark.timeout(90), id="3s"),
+        pytest.param(60.0, marks=[pytest.mark.soak, pytest.mark.timeout(300)], id="60s-soak"),
+    ],
+)
+def test_every_caller_gets_exactly_its_own_answer_under_short_timeouts(duration: float) -> None:
+    pool = fairpool.Pool(threads=8, name="stress")
+    tokens = itertools.count(1)  # next() is atomic: safe from green and native callers alike
+    wrong: list[str] = []
+    native_counts: list[Counter[str]] = []
+    deadline = time.monotonic() + duration
+
+    def green_caller(seed: int) -> Counter[str]:
+        r = random.Random(seed)
+        seen: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            token = next(tokens)
+            timer = eventlet.Timeout(r.choice([0.0005, 0.001, 0.002, 0.05]))
+            try:
+                got = pool.execute(_echo, token, r.choice([0.0, 0.001, 0.003]))
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    wrong.append(f"green token {token}: a timeout that is not its own: {exc!r}")
+                seen["timed out"] += 1
+                continue
+            finally:
+                timer.cancel()
+            if got != token:
+                wrong.append(f"green token {token} got {got!r}")
+            seen["answered"] += 1
+        return seen
+
+    def native_caller(seed: int) -> None:
+        r = random.Random(seed)
+        seen: Counter[str] = Counter()
+        try:
+            while time.monotonic() < deadline:
+                token = next(tokens)
+                if r.random() < 0.4:
+                    got = pool.execute(_echo, token, r.choice([0.0, 0.001]))
+                else:
+                    fut = pool.submit(_echo, token, r.choice([0.0, 0.002]))
+                    try:
+                        got = fut.result(timeout=r.choice([0.0005, 0.001, 0.05]))
+                    except concurrent.futures.TimeoutError:
+                        if fut.cancel():
+                            seen["cancelled"] += 1
+                            continue
+                        got = fut.result(timeout=10)  # it runs: its own answer still comes
+                if got != token:
+                    wrong.append(f"native token {token} got {got!r}")
+                seen["answered"] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            wrong.append(f"native caller {seed} failed: {exc!r}")
+        native_counts.append(seen)
+
+    natives = [
+        threading.Thread(target=native_caller, args=(i,), name=f"native-{i}", daemon=True) for i in range(12)
+    ]
+    for t in natives:
+        t.start()
+    greens = [eventlet.spawn(green_caller, 1000 + i) for i in range(150)]
+    counts = sum(_green_wait_all(greens, duration + 30, "green callers under load"), Counter())
+    _join_all(natives, 30, "native callers under load")
+    assert not wrong, f"{len(wrong)} callers got something other than their own answer: {wrong[:5]}"
+    counts = sum(native_counts, counts)
+    assert counts["timed out"] > 0 and counts["answered"] > 0, f"the load did not race timeouts: {counts}"
+    assert _green_answer(10, "a green call after the load", pool.execute, _echo, -1, 0) == -1
+    assert _native_answer(10, "a native call after the load", pool.execute, _echo, -2, 0) == -2
+    _pool_is_idle(pool)
+    pool.shutdown(timeout=5)
