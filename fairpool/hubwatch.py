@@ -10,26 +10,46 @@ environment) starts two watchers for the hub of the calling thread:
 
 When the hub runs again, the heartbeat logs a warning on the ``fairpool``
 logger with the stall's length and that stack, and records a ``hub blocked``
-span in the trace. The warning is logged from the green side: logging's
-locks are green under eventlet.monkey_patch(), and a native thread must not
-take them.
+span in the trace, on a track of its own (``hub stalls (<thread>)``), so it
+never straddles the spans of the hub's thread. The warning is logged from
+the green side: logging's locks are green under eventlet.monkey_patch(), and
+a native thread must not take them. At most one warning a second is logged
+(the next one says how many stalls went unlogged); every stall is still in
+``stalls`` and in the trace.
+
+The threshold is from :data:`MIN_THRESHOLD` (10 ms: below that the heartbeat
+itself would load the hub, and eventlet's own timers are not that precise)
+to :data:`MAX_THRESHOLD` (an hour). A bad ``FAIRPOOL_HUB_WATCH`` (not a
+number, nan, inf, 0, negative, out of range) gives one warning naming the
+variable and the value, and no watch: never an error at import, a thread
+traceback or a flood.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import traceback
 from dataclasses import dataclass
 
-from . import trace
+from . import _tracefile, trace
+from ._faultlog import report_fault
 from ._native import get_ident, monotonic, start_thread, threading
 from .errors import EventletNotInstalled
 
-__all__ = ["HubStall", "HubWatch", "watch_hub"]
+__all__ = ["MAX_THRESHOLD", "MIN_THRESHOLD", "HubStall", "HubWatch", "watch_hub"]
 
 log = logging.getLogger("fairpool")
 ENV_VARIABLE = "FAIRPOOL_HUB_WATCH"
+#: The shortest threshold, in seconds.
+MIN_THRESHOLD = 0.01
+#: The longest threshold, in seconds.
+MAX_THRESHOLD = 3600.0
+#: Seconds between two logged warnings at least.
+WARN_INTERVAL = 1.0
+#: The longest stack kept per stall (its innermost end).
+STACK_LIMIT = 8000
 
 
 @dataclass(frozen=True)
@@ -48,10 +68,13 @@ class HubWatch:
         self.stalls: list[HubStall] = []  #: every stall seen, oldest first (the last 100)
         self._interval = threshold / 4
         self._hub_ident = get_ident()
-        self._hub_tid = threading.get_native_id()  # the hub thread's track in a trace
-        tracer = trace.active()
-        if tracer is not None:
-            tracer.name_track(self._hub_tid, f"hub ({threading.current_thread().name})")
+        # The stalls' own track in a trace: a stall ends at a heartbeat, so it would
+        # straddle the spans on the hub thread's track.
+        self._hub_tid = trace.HUB_TRACK_BASE + threading.get_native_id()
+        self._track_name = f"hub stalls ({threading.current_thread().name})"
+        self._named_for: object = None  # the tracer (and fork generation) the track was named in
+        self._last_warning = -math.inf
+        self._unlogged = 0
         self._beat = monotonic()
         self._stack = ""  # caught by the watchdog during the current stall
         self._stop = threading.Event()
@@ -80,15 +103,26 @@ class HubWatch:
         self._stack = ""
         self.stalls.append(stall)
         del self.stalls[:-100]
-        log.warning(
-            "fairpool: the eventlet hub was blocked for %.0f ms (threshold %.0f ms)%s",
-            late * 1e3,
-            self.threshold * 1e3,
-            f"; the blocking green thread was at:\n{stall.stack}" if stall.stack else "",
-        )
+        now = monotonic()
+        if now - self._last_warning >= WARN_INTERVAL:
+            self._last_warning = now
+            unlogged, self._unlogged = self._unlogged, 0
+            log.warning(
+                "fairpool: the eventlet hub was blocked for %.0f ms (threshold %.0f ms)%s%s",
+                late * 1e3,
+                self.threshold * 1e3,
+                f" ({unlogged} shorter-spaced stalls before it were not logged)" if unlogged else "",
+                f"; the blocking green thread was at:\n{stall.stack}" if stall.stack else "",
+            )
+        else:
+            self._unlogged += 1
         tracer = trace.active()
         if tracer is not None:
             end = trace.now_us()
+            named = (tracer, tracer.generation)
+            if self._named_for != named:
+                self._named_for = named
+                tracer.name_track(self._hub_tid, self._track_name)
             tracer.complete(
                 "hub blocked",
                 "hub",
@@ -99,15 +133,18 @@ class HubWatch:
             )
 
     def _watchdog(self) -> None:
-        caught_for = None
-        while not self._stop.wait(self._interval):
-            beat = self._beat
-            if monotonic() - beat > self.threshold + self._interval and caught_for != beat:
-                frame = sys._current_frames().get(self._hub_ident)
-                if frame is not None:
-                    self._stack = "".join(traceback.format_stack(frame))
-                caught_for = beat
-                del frame
+        try:
+            caught_for = None
+            while not self._stop.wait(self._interval):
+                beat = self._beat
+                if monotonic() - beat > self.threshold + self._interval and caught_for != beat:
+                    frame = sys._current_frames().get(self._hub_ident)
+                    if frame is not None:
+                        self._stack = "".join(traceback.format_stack(frame))[-STACK_LIMIT:]
+                    caught_for = beat
+                    del frame
+        except Exception as exc:  # noqa: BLE001 - never a thread traceback: reported once, watch ends
+            report_fault("fairpool: the hub watch's watchdog thread failed; stalls are no longer caught", exc)
 
     def stop(self) -> None:
         """Stop watching (from the hub's thread)."""
@@ -116,25 +153,49 @@ class HubWatch:
         self._dog.join(1)
 
 
+def _threshold_error(value: object) -> str | None:
+    """Why ``value`` is not a threshold, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if not math.isfinite(value) or not MIN_THRESHOLD <= value <= MAX_THRESHOLD:
+        return "out of range"
+    return None
+
+
 def watch_hub(threshold: float = 0.05) -> HubWatch:
     """Watch the calling thread's hub for stalls longer than ``threshold`` seconds.
 
     Raises:
-        ValueError: ``threshold`` is not a number > 0.
+        ValueError: ``threshold`` is not a number of seconds from
+            :data:`MIN_THRESHOLD` (0.01) to :data:`MAX_THRESHOLD` (3600).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
-        raise ValueError(f"threshold must be a number of seconds > 0, got {threshold!r}")
+    if _threshold_error(threshold) is not None:
+        raise ValueError(
+            f"threshold must be a number of seconds from {MIN_THRESHOLD:g} to {MAX_THRESHOLD:g}, "
+            f"got {threshold!r}"
+        )
     return HubWatch(float(threshold))
 
 
 def _start_from_environment() -> HubWatch | None:
-    import os
+    """``FAIRPOOL_HUB_WATCH``: start a watch; a bad value gives one warning and no watch."""
+    from ._native import os
 
     raw = os.environ.get(ENV_VARIABLE)
-    if not raw:
+    if raw is None or not raw.strip():
         return None
     try:
         threshold = float(raw)
     except ValueError:
-        raise ValueError(f"{ENV_VARIABLE} must be a number of seconds > 0, got {raw!r}") from None
-    return watch_hub(threshold)
+        threshold = math.nan
+    if _threshold_error(threshold) is not None:
+        _tracefile.warn(
+            f"fairpool: {ENV_VARIABLE}={raw!r} is not a number of seconds from {MIN_THRESHOLD:g} "
+            f"to {MAX_THRESHOLD:g}; the hub watch is off"
+        )
+        return None
+    try:
+        return watch_hub(threshold)
+    except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
+        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: the hub watch could not start ({exc}); it is off")
+        return None

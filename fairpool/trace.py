@@ -11,25 +11,29 @@ What is recorded:
 
 * every pool call: on the caller's track a ``wait <fn>`` span holding a
   ``queued <fn>`` span, on the worker's track a ``run <fn>`` span, and a flow
-  arrow from the one to the other; counter tracks of queue depth and busy
-  threads per pool;
+  arrow from the one to the other (its id is the call's process-wide id);
+  counter tracks of queue depth and busy threads per pool;
 * every call of a function decorated with :func:`traced` (or of the
   functions of a module passed to :func:`trace_module`);
 * waits for and holds of the locks made by :func:`fairpool.instrument_lock`;
-* hub stalls found by :func:`fairpool.watch_hub`.
+* hub stalls found by :func:`fairpool.watch_hub`, on a track of their own.
 
 Each native thread and each green thread has its own named track.
 
-The file is written as events come (the JSON Array form, which viewers read
-even when the closing bracket is missing after a crash), so memory stays
-bounded: at most :data:`FLUSH_EVENTS` events wait in memory. The file is
-created readable by its owner only, and call arguments are never recorded
-unless a function asks for it (``@traced(record_args=True)``): traces leave
-the machine in bug reports.
+Safe to leave on (see docs/tracing.md): a caller only appends a tuple to a
+bounded buffer (when it is full the event is dropped and counted, never
+waited for); a native writer thread encodes and writes at least every half
+second (:mod:`fairpool._tracefile`). One file per process: a forked child or
+a subprocess never writes into its parent's file. The file is created
+readable by its owner only, never over an existing path, and call arguments
+are never recorded unless a function asks for it (``@traced(record_args=True)``,
+each argument's repr bounded): traces leave the machine in bug reports. If the
+file cannot be started (from the environment) or written, one warning, counted
+(:func:`failures`), tracing off, and the service runs on.
 
-Thread rules: events are appended to a deque from any thread; whichever
-thread finds the buffer full writes it out, under a native lock that no other
-thread waits for (the others just keep appending).
+Thread rules: events are appended from any thread with no lock;
+``_active`` is read without a lock and changed under ``_active_lock``; the
+pool-call events come from :mod:`fairpool._hooks`, outside every pool lock.
 """
 
 from __future__ import annotations
@@ -37,28 +41,30 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
-import itertools
-import json
-import time
+import reprlib
+import sys
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, TypeVar, overload
 
-from . import _hooks
+from . import _hooks, _tracefile
 from ._hooks import CallInfo, PoolObserver
 from ._hubchannel import getcurrent as _getcurrent
-from ._native import allocate_lock, local, os, threading
+from ._native import allocate_lock, local, os, threading, time
 from .errors import FairpoolError
 
 __all__ = [
+    "ARG_REPR_LIMIT",
+    "BUFFER_EVENTS",
     "ENV_VARIABLE",
-    "FLUSH_EVENTS",
+    "FLUSH_INTERVAL",
     "TraceError",
     "Tracer",
     "active",
+    "bounded_repr",
+    "failures",
     "recording",
     "start",
     "stop",
@@ -67,10 +73,17 @@ __all__ = [
 ]
 
 ENV_VARIABLE = "FAIRPOOL_TRACE"
-#: Events held in memory before they are written to the file.
-FLUSH_EVENTS = 4096
+#: Events held in memory at most; past this they are dropped and counted.
+BUFFER_EVENTS = _tracefile.BUFFER_EVENTS
+#: Seconds between writes at most.
+FLUSH_INTERVAL = _tracefile.FLUSH_INTERVAL
 #: Longest repr of one argument when arguments are recorded.
 ARG_REPR_LIMIT = 200
+#: Arguments recorded at most per call (positional, and keyword).
+ARG_COUNT_LIMIT = 16
+#: The track ids of green threads start here, those of hub stalls at HUB_TRACK_BASE (native ids are lower).
+GREEN_TRACK_BASE = 10_000_000
+HUB_TRACK_BASE = 20_000_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
@@ -85,11 +98,73 @@ class TraceError(FairpoolError):
 
 def now_us() -> float:
     """The trace clock: CLOCK_MONOTONIC in microseconds, shared by every process of a host."""
-    return _monotonic_ns() / 1000.0
+    ns: int = _monotonic_ns()
+    return ns / 1000.0
+
+
+def failures() -> int:
+    """How many times in this process a trace could not be started or written (each warned once)."""
+    return _tracefile.failures()
+
+
+# -- bounded reprs ----------------------------------------------------------------
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's bounded repr, bounded for bytes and big ints too (it reprs those whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = self.maxlong = ARG_REPR_LIMIT
+        self.maxlevel = 3
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        s = repr(x[: self.maxstring])
+        return s if len(x) <= self.maxstring else s[:-1] + "...'"
+
+    repr_bytearray = repr_bytes
+
+    def repr_memoryview(self, x: memoryview, level: int) -> str:
+        return f"<memoryview of {x.nbytes} bytes>"
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 640:  # about 190 digits: cut before making the whole string
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        s = repr(x)  # a user type's own __repr__: cut to the limit
+        return s if len(s) <= self.maxother else s[: self.maxother - 3] + "..."
+
+
+_reprs = _BoundedRepr()
+
+
+def bounded_repr(value: Any) -> str:
+    """A repr of ``value`` of at most :data:`ARG_REPR_LIMIT` characters that never raises."""
+    try:
+        text = _reprs.repr(value)
+    except Exception as exc:  # noqa: BLE001 - a raising __repr__ must not change the call's outcome
+        try:
+            return f"<{type(value).__name__} (repr raised {type(exc).__name__})>"[:ARG_REPR_LIMIT]
+        except Exception:  # noqa: BLE001
+            return "<unrepresentable>"
+    return text if len(text) <= ARG_REPR_LIMIT else text[: ARG_REPR_LIMIT - 3] + "..."
+
+
+def _record_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"args": [bounded_repr(a) for a in args[:ARG_COUNT_LIMIT]]}
+    if len(args) > ARG_COUNT_LIMIT:
+        out["args"].append(f"... {len(args) - ARG_COUNT_LIMIT} more")
+    items = list(kwargs.items())
+    out["kwargs"] = {str(k)[:ARG_REPR_LIMIT]: bounded_repr(v) for k, v in items[:ARG_COUNT_LIMIT]}
+    if len(items) > ARG_COUNT_LIMIT:
+        out["kwargs"]["..."] = f"{len(items) - ARG_COUNT_LIMIT} more"
+    return out
 
 
 class _Tracks:
-    """Gives each native thread and green thread a track id and a name."""
+    """Gives each native thread and green thread a track id and a name (made afresh in a forked child)."""
 
     def __init__(self) -> None:
         self.native = local()
@@ -108,9 +183,9 @@ class _Tracks:
         tid = self.green.get(g)
         if tid is None:
             with self.lock:
-                tid = self.green[g] = 10_000_000 + self.next_green
+                tid = self.green[g] = GREEN_TRACK_BASE + self.next_green
                 self.next_green += 1
-            tracer.name_track(tid, f"green thread {tid - 10_000_000}{_green_label(g)}")
+            tracer.name_track(tid, f"green thread {tid - GREEN_TRACK_BASE}{_green_label(g)}")
         return tid
 
 
@@ -131,78 +206,67 @@ def _green_label(g: Any) -> str:
 
 
 class Tracer(PoolObserver):
-    """Collects trace events and streams them to a file. Use :func:`start` or :func:`recording`."""
+    """Collects trace events for one process's file. Use :func:`start` or :func:`recording`.
+
+    ``path`` is the file being written (it may differ from the one asked
+    for: see :mod:`fairpool._tracefile`); ``dropped`` counts the events the
+    full buffer turned away; ``error`` says why writing stopped, if it did.
+    """
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        except OSError as exc:
-            raise TraceError(f"cannot write the trace file {path!r}: {exc.strerror}") from exc
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_TRUNC
-        self._file = open(fd, "w", encoding="utf-8")
-        self._file.write("[\n")
-        self._first = True
+        self.template = path
         self.pid = os.getpid()
-        self._events: deque[dict[str, Any]] = deque()
-        self._flush_lock = allocate_lock()
-        self._flow_ids = itertools.count(1)  # next() is atomic: ids stay unique across threads
+        self.generation = 0  # +1 in each forked child: notes from the parent's calls are not ours
         self.tracks = _Tracks()
         self.closed = False
-        self.emit(
-            {
-                "ph": "M",
-                "name": "process_name",
-                "pid": self.pid,
-                "tid": 0,
-                "args": {"name": f"{_process_label()} (pid {self.pid})"},
-            }
-        )
+        self._sink = _tracefile.TraceSink(path, _process_label(), self._writer_failed)
+        self.emit_tuple = self._sink.append
+        try:
+            self._sink.start()
+        except _tracefile.TraceFileError as exc:
+            raise TraceError(str(exc)) from None
+
+    @property
+    def path(self) -> str:
+        return self._sink.path
+
+    @property
+    def dropped(self) -> int:
+        return self._sink.dropped
+
+    @property
+    def error(self) -> str | None:
+        return self._sink.error
+
+    def buffered(self) -> int:
+        """Events waiting for the writer now."""
+        return self._sink.buffered()
 
     # -- writing ------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        """Add one event (any thread)."""
-        self._events.append(event)
-        if len(self._events) >= FLUSH_EVENTS:
-            self.flush(wait=False)
-
-    def flush(self, wait: bool = True) -> None:
-        if not self._flush_lock.acquire(wait):
-            return  # another thread is writing; the events keep for the next flush
-        try:
-            if self.closed:
-                return
-            pop = self._events.popleft
-            out = []
-            while True:
-                try:
-                    event = pop()
-                except IndexError:
-                    break
-                out.append(json.dumps(event, separators=(",", ":"), default=repr))
-            if out:
-                sep = ",\n"
-                text = sep.join(out)
-                self._file.write(text if self._first else sep + text)
-                self._first = False
-                self._file.flush()
-        finally:
-            self._flush_lock.release()
+        """Add one event given as a trace-event dict (any thread; ``pid`` is filled in)."""
+        self.emit_tuple(("D", event))
 
     def close(self) -> None:
-        self.flush()
-        with self._flush_lock:
-            if not self.closed:
-                self.closed = True
-                self._file.write("\n]\n")
-                self._file.close()
+        """Write what is buffered and finish the file."""
+        self.closed = True
+        self._sink.close()
+
+    def _writer_failed(self, why: str) -> None:
+        _turn_off(self)
+
+    def after_fork_in_child(self) -> None:
+        self.pid = os.getpid()
+        self.generation += 1
+        self.tracks = _Tracks()
+        self._sink.after_fork_in_child()
 
     # -- events ---------------------------------------------------------------
     def track(self) -> int:
         return self.tracks.current(self)
 
     def name_track(self, tid: int, name: str) -> None:
-        self.emit({"ph": "M", "name": "thread_name", "pid": self.pid, "tid": tid, "args": {"name": name}})
+        self.emit_tuple(("M", "thread_name", tid, {"name": name}))
 
     def complete(
         self,
@@ -213,114 +277,80 @@ class Tracer(PoolObserver):
         tid: int | None = None,
         args: dict[str, Any] | None = None,
     ) -> None:
-        event = {
-            "ph": "X",
-            "name": name,
-            "cat": cat,
-            "ts": ts,
-            "dur": max(dur, 0.0),
-            "pid": self.pid,
-            "tid": self.track() if tid is None else tid,
-        }
-        if args:
-            event["args"] = args
-        self.emit(event)
+        """A span from ``ts`` lasting ``dur`` (microseconds) on track ``tid`` (default: the caller's)."""
+        track = self.track() if tid is None else tid
+        self.emit_tuple(("X", name, cat, ts, dur if dur > 0.0 else 0.0, track, args))
 
     def instant(self, name: str, cat: str, args: dict[str, Any] | None = None) -> None:
-        event = {
-            "ph": "i",
-            "s": "t",
-            "name": name,
-            "cat": cat,
-            "ts": now_us(),
-            "pid": self.pid,
-            "tid": self.track(),
-        }
-        if args:
-            event["args"] = args
-        self.emit(event)
+        self.emit_tuple(("i", name, cat, now_us(), self.track(), args))
 
     def counter(self, name: str, values: dict[str, float], ts: float | None = None) -> None:
-        self.emit(
-            {
-                "ph": "C",
-                "name": name,
-                "ts": now_us() if ts is None else ts,
-                "pid": self.pid,
-                "tid": 0,
-                "args": values,
-            }
-        )
-
-    def next_flow_id(self) -> int:
-        return next(self._flow_ids)
+        self.emit_tuple(("C", name, now_us() if ts is None else ts, values))
 
     # -- pool calls (events from fairpool._hooks, with the calls' monotonic times) --
     def call_submitted(self, call: CallInfo) -> None:
-        call.notes[self] = self.track()  # the caller's track, for its wait span
-        self.counter(f"pool {call.pool}", {"queued": call.queued, "busy": call.busy})
+        call.notes[self] = (self.generation, self.track())  # the caller's track, for its wait span
+        self.emit_tuple(("C", f"pool {call.pool}", now_us(), {"queued": call.queued, "busy": call.busy}))
 
     def call_finished(self, call: CallInfo, ok: bool) -> None:
         tid = self.track()
         start = call.t_started * 1e6
-        self.complete(
-            f"run {call.name}",
-            "pool",
-            start,
-            call.t_finished * 1e6 - start,
-            tid,
-            {"pool": call.pool, "lane": call.lane, "ok": ok},
-        )
-        if self in call.notes:
-            self.emit(
-                {
-                    "ph": "f",
-                    "bp": "e",
-                    "name": "pool call",
-                    "cat": "pool",
-                    "id": call.call_id,
-                    "ts": start,
-                    "pid": self.pid,
-                    "tid": tid,
-                }
+        emit = self.emit_tuple
+        emit(
+            (
+                "X",
+                f"run {call.name}",
+                "pool",
+                start,
+                max(call.t_finished * 1e6 - start, 0.0),
+                tid,
+                {"pool": call.pool, "lane": call.lane, "ok": ok},
             )
+        )
+        note = call.notes.get(self)
+        if note is not None and note[0] == self.generation:
+            emit(("f", call.call_id, start, tid))
 
     def call_answered(self, call: CallInfo, outcome: str) -> None:
-        """The caller got its answer (or gave up): its wait and queued spans."""
-        tid = call.notes.get(self)
-        if tid is None:
-            return  # submitted before recording started
+        """The caller got its answer (or gave up, or was refused): its wait and queued spans."""
+        note = call.notes.get(self)
+        if note is None or note[0] != self.generation:
+            return  # submitted before recording started, or in the parent before a fork
+        tid = note[1]
         queued = call.t_queued * 1e6
-        end = now_us()
+        # A worker sends "answered" after its caller may have resumed and queued its next
+        # call: ending the span now would straddle that call's. A call that ran ends at
+        # its finish, which comes before the answer; the others are answered in the
+        # caller's own thread (cancelled, abandoned) or by a shutdown.
+        t_finished = call.t_finished
+        end = t_finished * 1e6 if t_finished and outcome in ("returned", "raised") else now_us()
         started = call.t_started * 1e6 if call.t_started else end
-        self.complete(
-            f"wait {call.name}",
-            "pool",
-            queued,
-            end - queued,
-            tid,
-            {"pool": call.pool, "lane": call.lane, "outcome": outcome},
+        lane = call.lane
+        emit = self.emit_tuple
+        emit(
+            (
+                "X",
+                f"wait {call.name}",
+                "pool",
+                queued,
+                max(end - queued, 0.0),
+                tid,
+                {"pool": call.pool, "lane": lane, "outcome": outcome},
+            )
         )
-        self.complete(
-            f"queued {call.name}",
-            "pool",
-            queued,
-            min(started, end) - queued,
-            tid,
-            {"pool": call.pool, "lane": call.lane},
+        emit(
+            (
+                "X",
+                f"queued {call.name}",
+                "pool",
+                queued,
+                max(min(started, end) - queued, 0.0),
+                tid,
+                {"pool": call.pool, "lane": lane},
+            )
         )
         if call.t_started:
-            self.emit(
-                {
-                    "ph": "s",
-                    "name": "pool call",
-                    "cat": "pool",
-                    "id": call.call_id,
-                    "ts": queued,
-                    "pid": self.pid,
-                    "tid": tid,
-                }
-            )
+            emit(("s", call.call_id, queued, tid))
 
     # -- lock hooks ------------------------------------------------------------
     def lock_waited(self, name: str, start: float, end: float) -> None:
@@ -331,10 +361,8 @@ class Tracer(PoolObserver):
 
 
 def _process_label() -> str:
-    import sys
-
     argv = getattr(sys, "argv", None) or ["python"]
-    return os.path.basename(argv[0]) or "python"
+    return os.path.basename(str(argv[0])) or "python"
 
 
 # -- the one active tracer ------------------------------------------------------
@@ -348,12 +376,25 @@ def active() -> Tracer | None:
     return _active
 
 
+def _turn_off(tracer: Tracer) -> None:
+    """Stop sending events to ``tracer`` (its writer failed); never waits for a lock."""
+    global _active
+    _hooks.remove_observer(tracer)
+    if _active is tracer:
+        _active = None
+
+
 def start(path: str) -> Tracer:
-    """Start recording the whole process to ``path``.
+    """Start recording the whole process to ``path`` (``{pid}`` and ``{host}`` are expanded).
+
+    If ``path`` exists, the trace goes to ``<stem>.<pid><ext>`` beside it
+    (``Tracer.path`` says which, and a warning too); an existing path is never
+    overwritten.
 
     Raises:
-        TraceError: Recording is already on, or ``path`` cannot be written
-            (raised now, not at exit).
+        TraceError: Recording is already on, or ``path`` cannot be created
+            (raised now, not at exit): a missing directory, a symbolic
+            link, a device, no permission.
     """
     global _active
     with _active_lock:
@@ -379,10 +420,10 @@ def stop() -> str | None:
 
 @contextmanager
 def recording(path: str) -> Iterator[Tracer]:
-    """Record everything that happens inside the block to ``path``.
+    """Record everything that happens inside the block to ``path`` (see :func:`start`).
 
     Raises:
-        TraceError: Recording is already on, or ``path`` cannot be written.
+        TraceError: Recording is already on, or ``path`` cannot be created.
     """
     tracer = start(path)
     try:
@@ -391,13 +432,29 @@ def recording(path: str) -> Iterator[Tracer]:
         stop()
 
 
-def _start_from_environment() -> None:
+def _start_from_environment() -> Tracer | None:
+    """``FAIRPOOL_TRACE``: start recording; if it cannot start, one warning and tracing stays off."""
     path = os.environ.get(ENV_VARIABLE)
-    if path and _active is None:
-        start(path)
+    if not path or _active is not None:
+        return None
+    try:
+        return start(path)
+    except TraceError as exc:
+        _tracefile.count_failure()
+        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={path!r}: {exc}; tracing is off, the service runs on")
+        return None
+
+
+def _after_fork_in_child() -> None:
+    global _active_lock
+    _active_lock = allocate_lock()  # the parent's may have been held by another thread
+    tracer = _active
+    if tracer is not None:
+        tracer.after_fork_in_child()
 
 
 atexit.register(stop)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- @traced ---------------------------------------------------------------------
@@ -412,18 +469,13 @@ def _wrap(fn: Callable[..., Any], name: str, record_args: bool) -> Callable[...,
         tracer = _active
         if tracer is None:
             return fn(*args, **kwargs)
+        span_args = _record_args(args, kwargs) if record_args else None
         tid = tracer.track()
         start = now_us()
         try:
             return fn(*args, **kwargs)
         finally:
-            span_args = None
-            if record_args:
-                span_args = {
-                    "args": [repr(a)[:ARG_REPR_LIMIT] for a in args],
-                    "kwargs": {k: repr(v)[:ARG_REPR_LIMIT] for k, v in kwargs.items()},
-                }
-            tracer.complete(name, "call", start, now_us() - start, tid, span_args)
+            tracer.emit_tuple(("X", name, "call", start, now_us() - start, tid, span_args))
 
     traced_call.__fairpool_traced__ = True  # type: ignore[attr-defined]
     return traced_call
@@ -451,7 +503,7 @@ def traced(target: Any = None, /, *, name: str | None = None, record_args: bool 
 
     While no trace is recording, a traced function costs one global lookup
     per call. Arguments are not recorded unless ``record_args=True`` (their
-    ``repr``, cut to 200 characters): they may hold secrets.
+    ``repr``, bounded to 200 characters and never raising): they may hold secrets.
 
     Use as ``@traced``, ``@traced(name="...")`` or ``@traced(record_args=True)``.
 

@@ -57,9 +57,11 @@ def test_a_hub_that_keeps_running_is_not_reported() -> None:
     assert watch.stalls == []
 
 
-@pytest.mark.parametrize("bad", [0, -1, "fast", True])
+@pytest.mark.parametrize("bad", [0, -1, "fast", True, float("nan"), float("inf"), 1e-9, 1e9])
 def test_a_bad_threshold_is_named(bad: object) -> None:
-    with pytest.raises(ValueError, match=f"threshold must be a number of seconds > 0, got {bad!r}"):
+    with pytest.raises(
+        ValueError, match=rf"threshold must be a number of seconds from 0.01 to 3600, got {bad!r}"
+    ):
         fairpool.watch_hub(bad)  # type: ignore[arg-type]
 
 

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "locks": 3,
     "hubwatch": 3,
     "_statslog": 3,
+    "_tracefile": 3,
     # 4 facades
     "pool": 4,
     "_default": 4,

@@ -94,11 +94,25 @@ def test_arguments_are_recorded_only_when_asked(tmp_path: Path) -> None:
 
 def test_the_trace_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     out = tmp_path / "t.json"
+    with trace.recording(str(out)) as tracer:
+        pass
+    assert tracer.path == str(out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_an_existing_file_is_never_truncated_or_chmodded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "t.json"
     out.write_text("old")
     out.chmod(0o644)
-    with trace.recording(str(out)):
+    with trace.recording(str(out)) as tracer:
         pass
-    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_text() == "old" and stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert tracer.path == str(tmp_path / f"t.{os.getpid()}.json"), "a per-process name beside it"
+    assert stat.S_IMODE(os.stat(tracer.path).st_mode) == 0o600
+    assert json.loads(Path(tracer.path).read_text())[0]["name"] == "process_name"
+    assert f"tracing to {tracer.path!r}" in caplog.text, "the warning says which file"
 
 
 def test_a_trace_path_that_cannot_be_written_fails_at_start(tmp_path: Path) -> None:
@@ -120,9 +134,10 @@ def test_memory_stays_bounded_while_recording(tmp_path: Path) -> None:
         peak = 0
         for i in range(30_000):
             tracer.complete("tick", "call", float(i), 1.0)
-            peak = max(peak, len(tracer._events))
-    assert peak <= trace.FLUSH_EVENTS, f"{peak} events held in memory"
-    assert len(spans(out, "tick")) == 30_000
+            peak = max(peak, tracer.buffered())
+        dropped = tracer.dropped
+    assert peak <= trace.BUFFER_EVENTS, f"{peak} events held in memory"
+    assert len(spans(out, "tick")) + dropped == 30_000, "every event is written, or dropped and counted"
 
 
 def test_recording_is_safe_from_green_and_native_threads_at_once(tmp_path: Path) -> None:
@@ -204,19 +219,31 @@ def test_environment_variable_records_the_whole_process(tmp_path: Path) -> None:
     assert sum(1 for n in names if n.startswith("run ")) == 3
 
 
-def test_a_trace_path_from_the_environment_that_cannot_be_written_fails_at_import(tmp_path: Path) -> None:
+def test_a_trace_path_from_the_environment_that_cannot_be_written_warns_once_and_the_service_runs(
+    tmp_path: Path,
+) -> None:
     import subprocess
     import sys
 
+    bad = str(tmp_path / "no" / "such" / "dir.json")
     proc = subprocess.run(
-        [sys.executable, "-c", "import fairpool"],
-        env=dict(os.environ, FAIRPOOL_TRACE=str(tmp_path / "no" / "such" / "dir.json")),
+        [
+            sys.executable,
+            "-c",
+            "import fairpool; from fairpool import trace; "
+            "assert trace.active() is None and trace.failures() == 1; "
+            "print(fairpool.execute(lambda: 'served'))",
+        ],
+        env=dict(os.environ, FAIRPOOL_TRACE=bad, PYTHONWARNINGS="ignore::DeprecationWarning"),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0
-    assert "cannot write the trace file" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "served"
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "FAIRPOOL_TRACE=" in lines[0] and bad in lines[0] and "tracing is off" in lines[0], lines[0]
 
 
 def test_trace_module_traces_its_own_functions_only(tmp_path: Path) -> None:
