@@ -84,6 +84,8 @@ class HubChannel:
         "rfd",
         "wfd",
         "writes",  # wake-up bytes written (for statistics and benchmarks)
+        "waiting",  # green threads inside GreenWaiter.wait on this channel (the hub's thread only)
+        "closed",  # closed while idle (killall): late wake-ups are dropped
     )
 
     def __init__(self, hub: Any) -> None:
@@ -91,6 +93,8 @@ class HubChannel:
         self.ready: deque[Resumable] = deque()
         self.pending = False
         self.forked = False
+        self.waiting = 0
+        self.closed = False
         self.broken: BaseException | None = None
         self.writes = 0
         self.drains = 0
@@ -181,7 +185,7 @@ class HubChannel:
 
     def wake(self) -> None:
         """Make the hub run a drain soon (if no wake-up is pending)."""
-        if not self.pending:
+        if not self.pending and not self.closed:
             self.pending = True
             if self.forked:
                 # In a forked child only the forking thread lives on: it is this hub's.
@@ -196,10 +200,19 @@ class HubChannel:
                 self.broken = exc
 
     def close(self) -> None:
-        """Stop listening and close the pipe (the hub is going away)."""
+        """Stop listening, cancel the health check and close the pipe (nobody waits here).
+
+        The hub is left as fairpool found it. Waiters answered later were
+        given up on (nobody is inside ``wait``): their wake-ups are dropped.
+        The hub's next green caller makes a new channel.
+        """
+        self.closed = True
         self._timer.cancel()
-        hub_base.BaseHub.remove(self.hub, self.listener)
+        self.hub.remove(self.listener)
         self._finalizer()
+        self.ready.clear()
+        if getattr(self.hub, "_fairpool_channel", None) is self:
+            self.hub._fairpool_channel = None
 
     def forget_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipe without touching the poller.
@@ -289,6 +302,23 @@ def _channel_of(hub: Any) -> HubChannel:
         channel = HubChannel(hub)
         hub._fairpool_channel = channel
     return channel
+
+
+def close_idle_channel() -> bool:
+    """Close this thread's hub channel if no green thread waits on it (``killall``); True if closed.
+
+    eventlet's ``tpool.killall()`` leaves nothing of tpool's on the hub, and
+    code (eventlet's own tests among it) checks that the hub has no
+    listener left: this does the same for fairpool's channel.
+    """
+    if not HAVE_EVENTLET:
+        return False
+    hub = _hub_dict().get("hub")
+    channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
+    if channel is None or channel.waiting or channel.ready:
+        return False
+    channel.close()
+    return True
 
 
 if not HAVE_EVENTLET:  # no hub can exist: every caller waits natively

@@ -64,13 +64,16 @@ class GreenWaiter:
         """Switch to the hub until answered. Raises what is thrown in (a Timeout, GreenletExit)."""
         if self.answered:
             return
-        switch = self.channel.hub.switch
+        channel = self.channel
+        switch = channel.hub.switch
         self.waiting = True
+        channel.waiting += 1
         try:
             while not self.answered:
                 switch()
         finally:
             self.waiting = False
+            channel.waiting -= 1
 
     def start(self) -> bool:
         return True

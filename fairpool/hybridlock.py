@@ -27,7 +27,16 @@ from ._waiters import GreenWaiter, NativeWaiter
 
 __all__ = ["HybridRLock"]
 
-_getcurrent = _hubchannel.getcurrent
+#: The owner token of a caller while greenlet itself is being finalized (interpreter exit).
+_FINALIZING = object()
+
+
+def _getcurrent() -> Any:
+    """The calling greenlet; at interpreter exit, when greenlet refuses, one fixed token (native path)."""
+    try:
+        return _hubchannel.getcurrent()
+    except RuntimeError:  # "greenlet is being finalized": a handler's lock taken at exit
+        return _FINALIZING
 
 
 class _Waiter:
@@ -65,7 +74,7 @@ class HybridRLock(LockContext):
                 return True
             if not blocking:
                 return False
-            channel = _hubchannel.green_channel()
+            channel = _hubchannel.green_channel() if me is not _FINALIZING else None
             waiter = _Waiter(me, GreenWaiter(channel) if channel is not None else NativeWaiter())
             self._waiters.append(waiter)
         wake = waiter.wake

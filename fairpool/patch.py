@@ -156,7 +156,9 @@ def patch_logging() -> None:
         for ref in list(logging_module._handlerList):  # type: ignore[attr-defined]
             handler = ref()
             if handler is not None and handler.lock is not None:
-                _saved_logging["handlers"][id(handler)] = (ref, handler.lock)
+                # A list, not a tuple: eventlet greens the RLocks it finds in lists, and
+                # would otherwise warn that this one "was not greened".
+                _saved_logging["handlers"][id(handler)] = [ref, handler.lock]
                 handler.lock = HybridRLock()
 
 

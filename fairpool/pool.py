@@ -226,12 +226,16 @@ class Pool(Executor):
         core = self._core
         if core.workers.size == 0 and not self._warned_zero:
             self._warned_zero = True
-            warnings.warn(
+            message = (
                 f"fairpool pool {self.name!r} has 0 threads ({core.size_source}=0): every call "
-                "runs inline in the caller and blocks its hub while it runs",
-                RuntimeWarning,
-                stacklevel=4,
+                "runs inline in the caller and blocks its hub while it runs"
             )
+            if core.size_source != "threads":  # the default pool: eventlet's words first, for its users
+                message = (
+                    "Zero threads in tpool.  All tpool.execute calls will execute in main thread.  "
+                    f"Check the value of the environment variable {core.size_source}. ({message})"
+                )
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
         core.inline += 1  # not under the lock: an approximate count
         return fn(*args, **kwargs)
 

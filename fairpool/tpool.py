@@ -17,6 +17,7 @@ from typing import ParamSpec, TypeVar
 from . import _default
 from ._default import SIZE_VARIABLE as SIZE_VARIABLE
 from ._default import default_pool as default_pool
+from ._hubchannel import close_idle_channel
 from ._native import HAVE_EVENTLET
 from .pool import Pool, check_size
 from .proxy import Proxy as Proxy
@@ -63,6 +64,7 @@ def killall() -> None:
         return
     pool.shutdown()
     pool._reopen()
+    close_idle_channel()  # as eventlet's: nothing of the pool's is left on this thread's hub
 
 
 def set_num_threads(nthreads: int) -> None:

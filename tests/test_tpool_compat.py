@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -158,3 +161,55 @@ def test_names_bound_before_the_patch_run_on_fairpool(eventlet_pool: str) -> Non
     assert lines[1:5] == ["proxy_call", "3", "3", "2"], lines
     assert lines[5].startswith("fairpool-default-"), "execute copied early stopped working after killall"
     assert lines[6] == "False", "after unpatch, the early copy still ran on fairpool"
+
+
+def test_killall_leaves_nothing_of_fairpool_on_the_hub() -> None:
+    from eventlet import hubs
+
+    assert fair_tpool.execute(lambda: "green") == "green"  # the main greenlet on its hub: waits green
+    hub = hubs.get_hub()
+    assert hub.get_readers(), "the test needs fairpool's listener on the hub first"
+    readers_before = len(hub.get_readers())
+    fair_tpool.killall()
+    assert len(hub.get_readers()) == readers_before - 1, "killall left the wake-up pipe's listener on the hub"
+    assert not hub.get_readers() and not hub.get_writers()
+    assert fair_tpool.execute(lambda: "again") == "again", "the pool did not serve after killall"
+    fair_tpool.killall()
+
+
+def test_the_zero_threads_warning_starts_with_eventlets_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTLET_THREADPOOL_SIZE", "0")
+    fair_tpool._reset_default_for_tests(None)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert fair_tpool.execute(lambda: "inline") == "inline"
+    (warning,) = caught
+    message = str(warning.message)
+    assert message.startswith("Zero threads in tpool."), message
+    assert "EVENTLET_THREADPOOL_SIZE" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_logging_handler_alive_at_exit_leaves_no_greenlet_error() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            # fairpool first, then eventlet's patcher, as in eventlet's own patcher test: a handler
+            # made before the patch, held in a global, is removed while greenlet is being finalized.
+            "import fairpool\n"
+            "fairpool.monkey_patch()\n"
+            "import logging\n"
+            "handler = logging.Handler()\n"
+            "logging.Logger('test').addHandler(handler)\n"
+            "import eventlet.patcher\n"
+            "eventlet.patcher.monkey_patch(thread=True)\n"
+            "print('pass')\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    )
+    assert proc.returncode == 0 and proc.stdout == "pass\n", proc.stderr
+    assert "greenlet is being finalized" not in proc.stderr, proc.stderr
+    assert "were not greened" not in proc.stderr, proc.stderr
