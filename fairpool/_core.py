@@ -23,6 +23,7 @@ Which thread touches what:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -92,10 +93,12 @@ class Core:
         """Hand ``job`` (NEW, with its waiter) to the pool. Its answer comes through the waiter."""
         job.t_queued = monotonic()
         if _hooks.observers:
-            job.info = _hooks.CallInfo(
+            info = job.info = _hooks.CallInfo(
                 self.name, describe(job.fn), job.lane, job.t_queued, len(self.admission), self.busy
             )
-            _hooks.notify("call_submitted", job.info)
+            if _hooks.wants_context:
+                info.context = contextvars.copy_context()
+            _hooks.notify("call_submitted", info)
         self._sync(job, green)
 
     def cancel(self, job: Job, green: bool) -> None:

@@ -17,6 +17,7 @@ Rules, kept by :func:`notify`:
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 from typing import Any
 
@@ -36,6 +37,7 @@ class CallInfo:
     __slots__ = (
         "busy",
         "call_id",
+        "context",
         "lane",
         "name",
         "notes",
@@ -59,10 +61,18 @@ class CallInfo:
         self.queued = queued  #: the pool's queue depth at the last event
         self.busy = busy  #: the pool's busy workers at the last event
         self.notes: dict[Any, Any] = {}  #: per-observer notes, keyed by the observer
+        #: A copy of the caller's contextvars context, in which the worker runs the call,
+        #: while an observer asks for it (``wants_context``); else None.
+        self.context: contextvars.Context | None = None
 
 
 class PoolObserver:
     """Receives pool-call events. Override what you need; each must be quick and thread-safe."""
+
+    #: True: each call runs in a copy of its caller's contextvars context
+    #: (``CallInfo.context``), which ``call_submitted`` may change (``context.run(...)``),
+    #: so that what the call does in the worker sees it (a tracing span, for one).
+    wants_context = False
 
     def call_submitted(self, call: CallInfo) -> None:
         """The call was handed to the pool (caller's thread)."""
@@ -85,6 +95,8 @@ class PoolObserver:
 
 #: The registered observers. Replaced, never mutated, so readers need no lock.
 observers: tuple[PoolObserver, ...] = ()
+#: Whether any registered observer wants calls run in their caller's context.
+wants_context = False
 _faults = 0
 _reported: set[int] = set()
 _faults_lock = allocate_lock()  # faults are rare: a lock keeps the count exact
@@ -92,15 +104,17 @@ _faults_lock = allocate_lock()  # faults are rare: a lock keeps the count exact
 
 def add_observer(observer: PoolObserver) -> None:
     """Start sending events to ``observer`` (again, if it was removed)."""
-    global observers
+    global observers, wants_context
     if observer not in observers:
         observers = (*observers, observer)
+        wants_context = any(o.wants_context for o in observers)
 
 
 def remove_observer(observer: PoolObserver) -> None:
     """Stop sending events to ``observer``; does nothing if it is not registered."""
-    global observers
+    global observers, wants_context
     observers = tuple(o for o in observers if o is not observer)
+    wants_context = any(o.wants_context for o in observers)
 
 
 def fault_count() -> int:

@@ -182,7 +182,10 @@ def work(core: Core, worker: Worker) -> None:
                 info.worker = worker.name
                 _hooks.notify("call_started", info)
             job.t_started = monotonic()
-            ok, result = run_call(job)
+            if info is not None and info.context is not None:
+                ok, result = info.context.run(run_call, job)  # in a copy of its caller's context
+            else:
+                ok, result = run_call(job)
             job.t_finished = monotonic()
             if info is not None:
                 info.t_started, info.t_finished = job.t_started, job.t_finished
