@@ -30,8 +30,9 @@ class Admission:
         self.queue: FairQueue[Job] | FifoQueue[Job] = queue_type()  # workers take from here
         self.held: FairQueue[Job] | FifoQueue[Job] = queue_type()  # waiting for room in ``queue``
 
-    def full(self) -> bool:
-        return self.max_queue is not None and len(self.queue) >= self.max_queue
+    def full(self, coming: int = 0) -> bool:
+        """At the bound. ``coming``: workers on their way to take a queued call, which it does not count."""
+        return self.max_queue is not None and len(self.queue) - coming >= self.max_queue
 
     def full_error(self, fn: Any) -> QueueFull:
         return QueueFull(
@@ -39,9 +40,9 @@ class Admission:
             f"({self.max_queue}); not taking {describe(fn)}"
         )
 
-    def admit(self, job: Job) -> QueueFull | None:
+    def admit(self, job: Job, coming: int) -> QueueFull | None:
         """Queue a NEW job (or hold it for room). Returns the error to answer it with instead."""
-        if self.full():
+        if self.full(coming):
             if self.raise_when_full:
                 return self.full_error(job.fn)
             job.held = True
@@ -51,22 +52,22 @@ class Admission:
         move(job, QUEUED)
         return None
 
-    def take(self) -> Job | None:
+    def take(self, coming: int) -> Job | None:
         """The next call for a worker, or None; a held call moves up into the freed room."""
         job = self.queue.pop()
         if job is not None:
-            self._make_room()
+            self._make_room(coming)
         return job
 
-    def withdraw(self, job: Job) -> None:
+    def withdraw(self, job: Job, coming: int) -> None:
         """Take a QUEUED job out (its caller gave up), in O(1)."""
         if job.held:
             self.held.remove(job)
         elif self.queue.remove(job):
-            self._make_room()
+            self._make_room(coming)
 
-    def _make_room(self) -> None:
-        if self.held and not self.full():
+    def _make_room(self, coming: int) -> None:
+        if self.held and not self.full(coming):
             job = self.held.pop()
             if job is not None:
                 job.held = False

@@ -160,7 +160,7 @@ class Core:
             elif self.closed:
                 self.close_locked(job, self.closed_error(), out)
             else:
-                error = self.admission.admit(job)
+                error = self.admission.admit(job, self.workers.coming)
                 if error is not None:
                     self.close_locked(job, error, out)
                 else:
@@ -168,7 +168,7 @@ class Core:
                     self._dispatch_locked(out)
         elif job.cancel_requested:
             if job.state == QUEUED:
-                self.admission.withdraw(job)
+                self.admission.withdraw(job, self.workers.coming)
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self._drop(job)
@@ -207,10 +207,11 @@ class Core:
     def next_locked(self, worker: Worker) -> Any:
         """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
         admission, workers = self.admission, self.workers
+        workers.arrived(worker)
         while True:
             if workers.should_retire(len(admission)):
                 return workers.retire(worker)
-            job = admission.take()
+            job = admission.take(workers.coming)
             if job is None:
                 if self.closed:
                     return workers.retire(worker)

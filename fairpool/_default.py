@@ -39,7 +39,9 @@ def default_pool() -> Pool:
     if pool is None:
         with _lock:
             if current is None:
-                current = Pool(_size_from_environment(), name="default", _size_source=SIZE_VARIABLE)
+                pool = Pool(_size_from_environment(), name="default")
+                pool._core.size_source = SIZE_VARIABLE  # the size-0 warning names where the 0 came from
+                current = pool
             pool = current
     return pool
 

@@ -63,11 +63,12 @@ def forget_worker_after_fork() -> None:
 class Worker:
     """One worker thread's record. Fields change under the pool's lock."""
 
-    __slots__ = ("index", "job", "name", "thread", "wake")
+    __slots__ = ("coming", "index", "job", "name", "thread", "wake")
 
     def __init__(self, index: int, name: str) -> None:
         self.index = index
         self.name = name
+        self.coming = True  # woken or started, and not yet back for a call (see WorkerSet.coming)
         self.wake = allocate_lock()  # held while idle; released to wake it
         self.wake.acquire()
         self.thread: Any = None
@@ -77,7 +78,7 @@ class Worker:
 class WorkerSet:
     """Which workers exist, which are idle, how many may exist. Under the pool's lock."""
 
-    __slots__ = ("all", "idle", "name", "next_index", "size")
+    __slots__ = ("all", "coming", "idle", "name", "next_index", "size")
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
@@ -85,17 +86,31 @@ class WorkerSet:
         self.all: dict[int, Worker] = {}
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0
+        # Workers woken or started that have not yet come back for a call: each will
+        # take one queued call at once, so the queue's bound does not count those.
+        self.coming = 0
 
     def wake_one(self) -> bool:
         """Wake an idle worker; False if none is idle."""
         if self.idle:
-            self.idle.pop().wake.release()
+            self._wake(self.idle.pop())
             return True
         return False
 
     def wake_all(self) -> None:
         while self.idle:
-            self.idle.pop().wake.release()
+            self._wake(self.idle.pop())
+
+    def _wake(self, worker: Worker) -> None:
+        worker.coming = True
+        self.coming += 1
+        worker.wake.release()
+
+    def arrived(self, worker: Worker) -> None:
+        """``worker`` is back for a call (under the lock, at the top of ``next_locked``)."""
+        if worker.coming:
+            worker.coming = False
+            self.coming -= 1
 
     def may_start(self) -> bool:
         """Below the size (at size 0: while none runs, so queued calls still run)."""
@@ -112,6 +127,7 @@ class WorkerSet:
         except BaseException:
             del self.all[index]
             raise
+        self.coming += 1
         return worker
 
     def should_retire(self, queued: int) -> bool:
@@ -124,6 +140,7 @@ class WorkerSet:
         return EXIT
 
     def remove_failed(self, worker: Worker) -> None:
+        self.arrived(worker)
         self.all.pop(worker.index, None)
         if worker in self.idle:
             self.idle.remove(worker)

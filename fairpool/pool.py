@@ -118,7 +118,6 @@ class Pool(Executor):
         on_full: Literal["wait", "raise"] = "wait",
         stats_interval: float | None = None,
         batch_scheduling: bool = True,
-        _size_source: str = "threads",
     ) -> None:
         check_size(threads, "threads")
         check_lane_name(name, "name")
@@ -144,7 +143,7 @@ class Pool(Executor):
         if not isinstance(batch_scheduling, bool):
             raise ValueError(f"batch_scheduling must be True or False, got {batch_scheduling!r}")
         self._core = Core(
-            name, threads, policy, lane_key, max_queue, on_full, _size_source, bool(batch_scheduling)
+            name, threads, policy, lane_key, max_queue, on_full, "threads", batch_scheduling
         )
         _lifecycle.register(self._core)
         self.name = name
@@ -262,7 +261,7 @@ class Pool(Executor):
                 future.set_exception(exc)
             return future
         admission = core.admission
-        if admission.raise_when_full and admission.full():
+        if admission.raise_when_full and admission.full(core.workers.coming):
             raise admission.full_error(fn)  # refused here, where the caller can see it
         job = self._new_job(fn, args, kwargs)
         job.waiter = future

@@ -127,3 +127,33 @@ def test_version_falls_back_to_the_package_version(
     with pytest.raises(SystemExit):
         fairpool_main(["--version"])
     assert capsys.readouterr().out.strip() == f"fairpool {fairpool.__version__}"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["submit", "green execute"])
+def test_the_queue_bound_does_not_count_a_call_a_worker_is_about_to_take(how: str) -> None:
+    """threads=1, max_queue=2: one call running (or about to) plus two waiting, then QueueFull."""
+    import threading
+
+    import eventlet
+
+    gate = threading.Event()
+    pool = fairpool.Pool(threads=1, max_queue=2, on_full="raise", name="bound")
+    try:
+        if how == "submit":
+            futures = [pool.submit(gate.wait, 10) for _ in range(3)]  # no QueueFull: the worker takes one
+            with pytest.raises(fairpool.QueueFull):
+                pool.submit(gate.wait, 10)
+        else:
+            greens = [eventlet.spawn(pool.execute, gate.wait, 10) for _ in range(4)]
+            eventlet.sleep(0)  # all four submit before any worker runs
+            eventlet.sleep(0.1)
+            with pytest.raises(fairpool.QueueFull):
+                greens[3].wait()
+            futures = greens[:3]  # type: ignore[assignment]
+        gate.set()
+        for f in futures:
+            assert (f.result(timeout=10) if how == "submit" else f.wait()) is True  # type: ignore[union-attr]
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
