@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "aio": 4,
     "futurist_executor": 4,
     "__main__": 4,
+    "_traceread": 4,
     "__init__": 4,
 }
 NAMES = {0: "leaves", 1: "mechanisms", 2: "core", 3: "observers", 4: "facades"}
