@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, getcurrent, green_channel
 from ._job import Job
-from ._native import allocate_lock, threading
+from ._native import TIMEOUT_MAX, allocate_lock, threading
 from .errors import PoolClosed
 
 __all__ = ["AsyncioWaiter", "CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
@@ -135,6 +135,12 @@ class PoolFuture(Future[T]):
         self._fairpool_job: Job | None = None  # set by the pool; dropped once answered
         self._fairpool_cancel: Any = None  # the pool's cancel(job), while it may be needed
         self._fairpool_answered = False
+        # Held until the future is settled: a native thread waits on it, which is
+        # cheaper than Future's Condition (whose waiters list is still kept for
+        # concurrent.futures.wait and as_completed).
+        self._fairpool_done = allocate_lock()
+        self._fairpool_done.acquire()
+        self._fairpool_open = False  # _fairpool_done was released (under _condition)
 
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
@@ -161,11 +167,30 @@ class PoolFuture(Future[T]):
     def reset_after_fork(self) -> None:
         """The parent's threads are gone: a lock one of them held would never be released."""
         self._condition = threading.Condition()
+        if self._fairpool_open:
+            self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
+
+    def set_result(self, result: T) -> None:
+        super().set_result(result)
+        self._open()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self._open()
+
+    def _open(self) -> None:
+        """The future is settled: let native waiters through (once)."""
+        with self._condition:
+            if self._fairpool_open:
+                return
+            self._fairpool_open = True
+        self._fairpool_done.release()
 
     # -- the caller's side ---------------------------------------------------
     def cancel(self) -> bool:
         if not super().cancel():
             return False
+        self._open()
         job, cancel = self._fairpool_job, self._fairpool_cancel
         if job is not None and cancel is not None:
             self._fairpool_job = self._fairpool_cancel = None
@@ -173,14 +198,24 @@ class PoolFuture(Future[T]):
         return True
 
     def result(self, timeout: float | None = None) -> T:
-        if self._state in _WAITING and self._wait_green(timeout):
-            timeout = 0  # waited green already: what is left is to read the outcome
+        if self._state in _WAITING:
+            self._wait(timeout)
+            timeout = 0  # waited already: what is left is to read the outcome
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state in _WAITING and self._wait_green(timeout):
+        if self._state in _WAITING:
+            self._wait(timeout)
             timeout = 0
         return super().exception(timeout)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait until settled or ``timeout``: green on a hub, else on the native lock."""
+        if self._wait_green(timeout):
+            return
+        done = self._fairpool_done
+        if done.acquire(True, -1 if timeout is None else min(max(0.0, timeout), TIMEOUT_MAX)):
+            done.release()  # let the next waiter through
 
     def _wait_green(self, timeout: float | None) -> bool:
         """On a hub, wait green until done or ``timeout``; True if it waited (False: not on a hub)."""

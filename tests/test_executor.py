@@ -208,3 +208,49 @@ def test_a_green_waits_timeout_raises_timeout_error_and_leaves_no_callback(
     gate.set()
     assert eventlet.spawn(future.result, 5).wait() == "released"
     assert eventlet.spawn(future.exception, 5).wait() is None
+
+
+@pytest.mark.timeout(30)
+def test_several_native_threads_waiting_on_one_future_all_get_its_result(
+    executor: fairpool.Pool, gate: threading.Event
+) -> None:
+    future = executor.submit(_blocker, gate)
+    with pytest.raises(cf.TimeoutError):
+        future.result(timeout=0.05)
+    got: list[Any] = []
+    waiters = [threading.Thread(target=lambda: got.append(future.result(timeout=10))) for _ in range(5)]
+    for t in waiters:
+        t.start()
+    time.sleep(0.05)
+    gate.set()
+    for t in waiters:
+        t.join(10)
+    assert got == ["released"] * 5, got
+    assert future.result() == "released" and future.exception() is None
+
+
+@pytest.mark.timeout(30)
+def test_a_native_wait_on_a_cancelled_future_raises_cancelled_error(
+    gate: threading.Event,
+) -> None:
+    pool = fairpool.Pool(threads=1, name="cancel-wait")
+    try:
+        pool.submit(_blocker, gate)
+        queued = pool.submit(int)
+        outcome: list[Any] = []
+
+        def wait() -> None:
+            try:
+                queued.result(timeout=10)
+            except cf.CancelledError as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.05)
+        assert queued.cancel()
+        waiter.join(10)
+        assert len(outcome) == 1, "a native waiter was not woken by cancel()"
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
