@@ -31,6 +31,7 @@ import logging
 import math
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _tracefile, trace
@@ -58,6 +59,34 @@ class HubStall:
 
     duration: float  #: seconds the heartbeat was late
     stack: str  #: where the hub's thread was, seen while it was blocked ("" if not caught)
+
+
+#: Who hears of each stall besides the log and the trace (fairpool.otel): callables
+#: ``listener(watch, stall)``, called in the hub's thread just after the stall ended.
+#: Replaced, never mutated, so readers need no lock.
+stall_listeners: tuple[Callable[[HubWatch, HubStall], None], ...] = ()
+
+
+def add_stall_listener(listener: Callable[[HubWatch, HubStall], None]) -> None:
+    """Call ``listener(watch, stall)`` for each stall that any watch finds."""
+    global stall_listeners
+    if listener not in stall_listeners:
+        stall_listeners = (*stall_listeners, listener)
+
+
+def remove_stall_listener(listener: Callable[[HubWatch, HubStall], None]) -> None:
+    """Stop calling ``listener``; does nothing if it is not listening."""
+    global stall_listeners
+    stall_listeners = tuple(x for x in stall_listeners if x != listener)
+
+
+def _tell_stall(watch: HubWatch, stall: HubStall) -> None:
+    for listener in stall_listeners:
+        try:
+            listener(watch, stall)
+        except BaseException as exc:  # noqa: BLE001 - a listener must not end the watch
+            remove_stall_listener(listener)
+            report_fault(f"fairpool: hub stall listener {listener!r} raised; it was removed", exc)
 
 
 class HubWatch:
@@ -116,6 +145,8 @@ class HubWatch:
             )
         else:
             self._unlogged += 1
+        if stall_listeners:
+            _tell_stall(self, stall)
         tracer = trace.active()
         if tracer is not None:
             end = trace.now_us()

@@ -19,12 +19,49 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import trace
+from ._faultlog import report_fault
 from ._hubchannel import getcurrent as _getcurrent
 from ._native import LockContext, allocate_lock
 
-__all__ = ["InstrumentedLock", "LockStatistics", "instrument_lock", "lock_statistics"]
+__all__ = [
+    "InstrumentedLock",
+    "LockStatistics",
+    "add_listener",
+    "instrument_lock",
+    "lock_statistics",
+    "remove_listener",
+]
 
 _registry: weakref.WeakValueDictionary[str, InstrumentedLock] = weakref.WeakValueDictionary()
+
+#: Who hears of waits and holds besides the trace (fairpool.otel): objects with
+#: ``lock_waited(name, start_us, end_us)`` and ``lock_held(name, start_us, end_us)``
+#: (:func:`fairpool.trace.now_us` times), called in the thread that waited or held.
+#: Replaced, never mutated, so readers need no lock.
+listeners: tuple[Any, ...] = ()
+
+
+def add_listener(listener: Any) -> None:
+    """Tell ``listener`` of every contended wait and every hold of every instrumented lock."""
+    global listeners
+    if listener not in listeners:
+        listeners = (*listeners, listener)
+
+
+def remove_listener(listener: Any) -> None:
+    """Stop telling ``listener``; does nothing if it is not listening."""
+    global listeners
+    listeners = tuple(x for x in listeners if x is not listener)
+
+
+def _tell(event: str, name: str, start: float, end: float) -> None:
+    """Send ``event`` to each listener; one that raises is reported and dropped, never reaching the caller."""
+    for listener in listeners:
+        try:
+            getattr(listener, event)(name, start, end)
+        except BaseException as exc:  # noqa: BLE001 - a listener must not break a lock's user
+            remove_listener(listener)
+            report_fault(f"fairpool: lock listener {listener!r} raised in {event}; it was removed", exc)
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,8 @@ class InstrumentedLock(LockContext):
         tracer = trace.active()
         if tracer is not None and contended:
             tracer.lock_waited(self.name, start, acquired)
+        if listeners and contended:
+            _tell("lock_waited", self.name, start, acquired)
         return True
 
     def release(self, *args: Any, **kwargs: Any) -> None:
@@ -103,6 +142,8 @@ class InstrumentedLock(LockContext):
         tracer = trace.active()
         if tracer is not None:
             tracer.lock_held(self.name, held[0], released)
+        if listeners:
+            _tell("lock_held", self.name, held[0], released)
 
     def locked(self) -> bool:
         return bool(self._lock.locked())
