@@ -9,6 +9,7 @@ and reported as medians, so a noisy machine moves them together.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -373,8 +374,72 @@ def bootstorm() -> dict[str, Any]:
     return {"n": ns, "designs": results}
 
 
+def _trace_events(path: str) -> list[dict[str, Any]]:
+    """A trace file's events other than metadata (process and track names, the anchor)."""
+    with open(path) as f:
+        return [e for e in json.load(f) if e.get("ph") != "M"]
+
+
+def _amortized(execute: Callable[..., Any], fn: Callable[[], Any], n: int) -> float:
+    """Seconds per call over ``n`` calls, everything included (on one CPU: the writer thread too)."""
+    t = time.perf_counter()
+    for _ in range(n):
+        execute(fn)
+    return (time.perf_counter() - t) / n
+
+
+def _hub_stall_while_recording(
+    traced_noop: Callable[[], Any], events_per_call: float, rate: float, seconds: float, path: str | None
+) -> dict[str, float]:
+    """The longest gap of a 1 ms ticker green thread while green callers make ``rate`` events/s."""
+    from fairpool import trace
+
+    period = 0.001
+    calls_per_slot = max(1, round(rate / events_per_call / 100))  # slots of 10 ms
+    stamps: list[float] = []
+    done = [False]
+
+    def ticker() -> None:
+        while not done[0]:
+            stamps.append(time.perf_counter())
+            eventlet.sleep(period)
+
+    def producer() -> None:
+        end = time.perf_counter() + seconds
+        slot = time.perf_counter()
+        while slot < end:
+            for _ in range(calls_per_slot):
+                fairpool.execute(traced_noop)
+            slot += 0.01
+            eventlet.sleep(max(0.0, slot - time.perf_counter()))
+
+    tracer = trace.start(path) if path else None
+    try:
+        tick = eventlet.spawn(ticker)
+        eventlet.sleep(0.05)
+        t0 = time.perf_counter()
+        eventlet.spawn(producer).wait()
+        elapsed = time.perf_counter() - t0
+        done[0] = True
+        tick.wait()
+    finally:
+        dropped = getattr(tracer, "dropped", 0)
+        if tracer is not None:
+            trace.stop()
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    out = {
+        "max_stall_ms": (max(gaps) - period) * 1e3,
+        "p99_gap_ms": pct(gaps, 0.99) * 1e3,
+        "dropped": dropped,
+    }
+    if tracer is not None:
+        out["events_per_s"] = len(_trace_events(tracer.path)) / elapsed
+    return out
+
+
 def tracing_overhead() -> dict[str, Any]:
-    """Round trip of a no-op C call: no tracing, a @traced call with tracing off, and recording."""
+    """What tracing costs: the round trip of a no-op C call untraced, @traced with recording off, and
+    recording; per event; and the hub's longest stall while recording 10,000 events a second."""
     import tempfile
 
     from fairpool import trace
@@ -385,17 +450,33 @@ def tracing_overhead() -> dict[str, Any]:
     eventlet.sleep(0)
     fairpool.execute(noop)
     per_round: dict[str, list[float]] = {"untraced": [], "off": [], "on": []}
+    amortized: dict[str, list[float]] = {"untraced": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             per_round["untraced"].append(median(_sequential(fairpool.execute, noop, n)))
             per_round["off"].append(median(_sequential(fairpool.execute, traced_noop, n)))
             with trace.recording(f"{tmp}/round{r}.json"):
                 per_round["on"].append(median(_sequential(fairpool.execute, traced_noop, n)))
-        with open(f"{tmp}/round0.json") as f:
-            events_per_call = (len(json.load(f)) - 1) / n  # less the process-name event
+            amortized["untraced"].append(_amortized(fairpool.execute, noop, n))
+            with trace.recording(f"{tmp}/amortized{r}.json"):
+                amortized["on"].append(_amortized(fairpool.execute, traced_noop, n))
+        events_per_call = len(_trace_events(f"{tmp}/round0.json")) / n
+        # Interleaved rounds, off and on, so a noisy machine moves both alike.
+        stall_rounds, seconds = pick(4, 10), pick(0.5, 1.0)
+        stalls: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        for r in range(stall_rounds):
+            stalls["off"].append(
+                _hub_stall_while_recording(traced_noop, events_per_call, 10_000, seconds, None)
+            )
+            stalls["on"].append(
+                _hub_stall_while_recording(
+                    traced_noop, events_per_call, 10_000, seconds, f"{tmp}/stall{r}.json"
+                )
+            )
     base = median(per_round["untraced"])
     spread = median([abs(x - base) for x in per_round["untraced"]]) / base
     ratios = [o / u for o, u in zip(per_round["off"], per_round["untraced"], strict=True)]
+    amortized_cost = (median(amortized["on"]) - median(amortized["untraced"])) * 1e6
     return {
         "median_us": {k: median(v) * 1e6 for k, v in per_round.items()},
         "ratio_off_to_untraced": median(ratios),
@@ -403,6 +484,19 @@ def tracing_overhead() -> dict[str, Any]:
         "events_per_call_on": events_per_call,
         "cost_per_call_on_us": (median(per_round["on"]) - base) * 1e6,
         "cost_per_event_on_us": (median(per_round["on"]) - base) * 1e6 / events_per_call,
+        # Everything included: the writer thread's encoding and writing, on the same CPU when pinned.
+        "amortized_cost_per_event_on_us": amortized_cost / events_per_call,
+        "hub_stall_at_10k_events_per_s": {
+            k: {
+                "median_max_stall_ms": median([x["max_stall_ms"] for x in v]),
+                "max_stall_ms": max(x["max_stall_ms"] for x in v),
+                "p99_gap_ms": median([x["p99_gap_ms"] for x in v]),
+                "dropped": sum(x["dropped"] for x in v),
+                "events_per_s": median([x.get("events_per_s", 0.0) for x in v]),
+                "rounds": len(v),
+            }
+            for k, v in stalls.items()
+        },
     }
 
 

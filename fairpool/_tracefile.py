@@ -6,7 +6,8 @@ is dropped and counted, never waited for. A native writer thread (started
 with :mod:`fairpool._native`, so it is a real thread even under
 ``eventlet.monkey_patch()``; it never touches a hub) turns the tuples into
 JSON and writes them, in chunks of :data:`CHUNK_EVENTS` with the GIL given
-back between chunks, at least every :data:`FLUSH_INTERVAL` seconds. What a
+back between chunks (a short sleep, so the hub's thread surely gets it),
+at least every :data:`FLUSH_INTERVAL` seconds. What a
 SIGTERM or SIGKILL loses is at most the last half second.
 
 The file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`` at mode
@@ -71,8 +72,12 @@ BUFFER_EVENTS = 16384
 WAKE_EVENTS = 2048
 #: Seconds between writes at most: what a SIGTERM or SIGKILL may lose.
 FLUSH_INTERVAL = 0.5
-#: Events encoded at once; the GIL is given back between chunks (the write).
-CHUNK_EVENTS = 256
+#: Events encoded at once (about a third of a millisecond of the GIL) ...
+CHUNK_EVENTS = 128
+#: ... and seconds the writer sleeps between two chunks, so a thread waiting for the GIL
+#: (the hub) surely gets it: giving it back only for a write, the writer could take it
+#: straight back, and the hub would wait for the interpreter's switch interval (5 ms).
+CHUNK_PAUSE = 0.0002
 #: Seconds ``close()`` waits for the writer to finish the file.
 CLOSE_TIMEOUT = 5.0
 
@@ -424,7 +429,11 @@ class TraceSink:
         buf = self._buf
         pop = buf.popleft
         pid = self.pid
+        first = True
         while buf:
+            if not first:
+                time.sleep(CHUNK_PAUSE)
+            first = False
             chunk = []
             for _ in range(CHUNK_EVENTS):
                 try:
