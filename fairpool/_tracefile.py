@@ -292,6 +292,10 @@ class TraceSink:
     """The buffer, the writer thread and the file of one tracer. See the module docstring."""
 
     def __init__(self, template: str, process_label: str, on_failure: Callable[[str], None]) -> None:
+        try:
+            template = os.path.abspath(template)  # a child that changes directory keeps its parent's
+        except (OSError, ValueError):
+            pass  # refused with a clear message by create_file
         self.template = template
         self.process_label = process_label
         self.on_failure = on_failure

@@ -301,6 +301,46 @@ def test_forked_children_each_write_their_own_file_and_never_hang(tmp_path: Path
 
 
 @pytest.mark.timeout(60)
+def test_forked_workers_of_a_monkey_patched_service_each_write_their_own_file(tmp_path: Path) -> None:
+    """As oslo.service does: monkey_patch, then fork the API workers; each serves green threads."""
+    result = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        import os, sys
+        import fairpool
+
+        @fairpool.traced(name="request")
+        def request(i):
+            return fairpool.execute(lambda: i)
+
+        request(-1)
+        children = []
+        for n in range(3):
+            pid = os.fork()
+            if pid == 0:
+                eventlet.hubs.use_hub()  # a fresh hub in the child, as oslo.service does
+                for gt in [eventlet.spawn(request, i) for i in range(20)]:
+                    gt.wait()
+                sys.exit(0)
+            children.append(pid)
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        print(" ".join(map(str, children)))
+        """,
+        env={"FAIRPOOL_TRACE": str(tmp_path / "api.json")},
+    )
+    parent_evs = load(tmp_path / "api.json")
+    assert len(spans(parent_evs, "request")) == 1
+    for pid in map(int, result.split()):
+        evs = json.loads((tmp_path / f"api.{pid}.json").read_text())
+        assert {e["pid"] for e in evs} == {pid}
+        assert len(spans(evs, "request")) == 20
+        assert len([e for e in spans(evs) if e["name"].startswith("run ")]) == 20
+
+
+@pytest.mark.timeout(60)
 def test_a_subprocess_inheriting_the_trace_variable_never_touches_the_parent_s_file(tmp_path: Path) -> None:
     out = tmp_path / "t.json"
     child = "import os, fairpool; fairpool.traced(name='child-work')(lambda: None)(); print(os.getpid())"
