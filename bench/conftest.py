@@ -1,10 +1,12 @@
 """Benchmark plumbing: run a measurement in a fresh (optionally pinned) process, keep its JSON.
 
-    python -m pytest bench                 # quick mode, fit for CI
-    python -m pytest bench --bench-full    # the long run behind docs/benchmarks.md
+    python -m pytest bench                                   # quick mode, fit for CI
+    python -m pytest bench --bench-full --bench-out DIR      # one long run (docs/benchmarks.md)
 
-Results go to bench/results/latest/ (quick) or bench/results/full/ (full);
-``python -m bench.report`` prints them as tables of ratios.
+Results go to bench/results/latest/ (quick) or bench/results/full-latest/
+(full), both untracked, unless ``--bench-out`` names a folder. Nothing tracked
+is written unless asked. ``python -m bench.report --results DIR [DIR ...]``
+prints them as tables of ratios, the median of the runs with their spread.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-full", action="store_true", help="run the long benchmarks (published numbers)")
+    parser.addoption(
+        "--bench-out",
+        type=Path,
+        default=None,
+        help="write the results here (default: bench/results/latest, or full-latest with --bench-full)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +41,18 @@ def full(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def measure(full: bool) -> Any:
-    """``measure(name, pinned=False)``: run ``bench.measure NAME`` in a fresh process; returns its JSON."""
-    out_dir = RESULTS / ("full" if full else "latest")
+def measure(full: bool, request: pytest.FixtureRequest) -> Any:
+    """``measure(name, pinned=False)``: run ``bench.measure NAME`` in a fresh process; returns its JSON.
+
+    A name ``worlds.NAME`` runs ``bench.measure_worlds NAME`` (native threads and asyncio).
+    """
+    out_dir = request.config.getoption("--bench-out") or RESULTS / ("full-latest" if full else "latest")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def run(name: str, pinned: bool = False) -> dict[str, Any]:
-        cmd = [sys.executable, "-m", "bench.measure", name] + (["--full"] if full else [])
+        module, _, short = name.rpartition(".")
+        module = "bench.measure_worlds" if module == "worlds" else "bench.measure"
+        cmd = [sys.executable, "-m", module, short] + (["--full"] if full else [])
         if pinned:
             taskset = shutil.which("taskset")
             if taskset is None:
@@ -50,7 +63,7 @@ def measure(full: bool) -> Any:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
         result: dict[str, Any] = json.loads(proc.stdout)
         result["pinned"] = pinned
-        key = f"{name}_pinned" if pinned else name
+        key = f"{short}_pinned" if pinned else short
         (out_dir / f"{key}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         return result
 

@@ -1,15 +1,18 @@
 """Print the benchmark results as comparison tables, check the targets, draw the plots.
 
 python -m bench.report                      # bench/results/latest (the last quick run)
-python -m bench.report --results bench/results/full --plots docs
-python -m bench.report --markdown           # the tables as Markdown, for docs/benchmarks.md
+python -m bench.report --results bench/results/run1 bench/results/run2 bench/results/run3 --markdown
+                                            # three full runs: targets on the median, with the spread
+python -m bench.report --results DIR --plots docs   # the plots (writes tracked files: asked for)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,54 +50,152 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
-def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met) for each speed target of the project."""
-    out: list[tuple[str, str, bool | None]] = []
+@dataclass(frozen=True)
+class Target:
+    """One speed target: its value in one run, and whether that value meets it."""
+
+    label: str
+    value: float
+    unit: str  # "x", "%", "ms", "count"
+    bound: float
+    at_most: bool  # the value must be <= bound (else >= bound)
+
+    def met(self, value: float | None = None) -> bool:
+        v = self.value if value is None else value
+        return v <= self.bound if self.at_most else v >= self.bound
+
+    def show(self, value: float | None = None) -> str:
+        v = self.value if value is None else value
+        if self.unit == "%":
+            return f"{v:.1%}"
+        if self.unit == "x":
+            return f"{v:.2f} x"
+        if self.unit == "ms":
+            return f"{v:.0f} ms"
+        return f"{v:.0f}"
+
+
+def targets(data: dict[str, Any]) -> list[Target]:
+    """Each speed target of the project that this run measured."""
+    out: list[Target] = []
 
     def get(key: str) -> Any:
         return data.get(key)
 
     rt_p, rt_u = get("round_trip_pinned"), get("round_trip")
     if rt_p:
-        r = rt_p["ratio_to_eventlet"]
-        out.append(("round trip, pinned: <= 0.5 x eventlet.tpool", f"{r:.2f} x", r <= 0.5))
-        r = rt_p["ratio_to_floor"]
-        out.append(("round trip, pinned: <= 1.3 x Event ping-pong", f"{r:.2f} x", r <= 1.3))
+        out.append(
+            Target("round trip, pinned: <= 0.5 x eventlet.tpool", rt_p["ratio_to_eventlet"], "x", 0.5, True)
+        )
+        out.append(
+            Target("round trip, pinned: <= 1.3 x Event ping-pong", rt_p["ratio_to_floor"], "x", 1.3, True)
+        )
     if rt_u:
-        r = rt_u["ratio_to_eventlet"]
-        out.append(("round trip, unpinned: <= 1.0 x eventlet.tpool", f"{r:.2f} x", r <= 1.0))
+        out.append(
+            Target("round trip, unpinned: <= 1.0 x eventlet.tpool", rt_u["ratio_to_eventlet"], "x", 1.0, True)
+        )
     for key, label in (("throughput_noop_pinned", "pinned"), ("throughput_noop", "unpinned")):
         if get(key):
             r = data[key]["ratio_to_eventlet"]
-            out.append((f"200 green callers, {label}: >= 1.5 x eventlet.tpool", f"{r:.2f} x", r >= 1.5))
+            out.append(Target(f"200 green callers, {label}: >= 1.5 x eventlet.tpool", r, "x", 1.5, False))
     for key, label in (("throughput_1ms", "unpinned"), ("throughput_1ms_pinned", "pinned")):
         if get(key):
-            s = data[key]["share_of_ceiling"]["fairpool"]
-            out.append((f"1 ms calls, {label}: >= 95% of the ceiling", f"{s:.1%}", s >= 0.95))
+            share = data[key]["share_of_ceiling"]["fairpool"]
+            out.append(Target(f"1 ms calls, {label}: >= 95% of the ceiling", share, "%", 0.95, False))
     if get("imbalance"):
         d = data["imbalance"]["designs"]["fairpool fair"]
         longest = data["imbalance"]["longest_call_ms"]
-        m = d["max_completion_ms"]
         out.append(
-            (
-                "imbalance: max completion within 5% of the longest call",
-                f"{m:.0f} ms vs {longest} ms",
-                m <= longest * 1.05,
+            Target(
+                f"imbalance: max completion within 5% of the longest call ({longest} ms)",
+                d["max_completion_ms"],
+                "ms",
+                longest * 1.05,
+                True,
             )
         )
         out.append(
-            (
-                "imbalance: no 10 ms caller over 100 ms",
-                str(d["slow_10ms_callers_total"]),
-                d["slow_10ms_callers_total"] == 0,
-            )
+            Target("imbalance: no 10 ms caller over 100 ms", d["slow_10ms_callers_total"], "count", 0, True)
         )
     t = get("tracing_overhead_pinned") or get("tracing_overhead")
     if t:
-        r = t["ratio_off_to_untraced"]
         out.append(
-            ("tracing off costs nothing measurable on the round trip", f"{r:.3f} x", r <= 1.0 + t["noise"])
+            Target(
+                "tracing off costs nothing measurable on the round trip",
+                t["ratio_off_to_untraced"],
+                "x",
+                1.0 + t["noise"],
+                True,
+            )
         )
+    n = get("native_executor")
+    if n:
+        out.append(
+            Target(
+                "20 native callers, submit().result(): >= 1.0 x ThreadPoolExecutor",
+                n["submit_throughput_ratio"],
+                "x",
+                1.0,
+                False,
+            )
+        )
+        out.append(
+            Target(
+                "20 native callers, execute(): >= 1.1 x ThreadPoolExecutor",
+                n["execute_throughput_ratio"],
+                "x",
+                1.1,
+                False,
+            )
+        )
+        out.append(
+            Target(
+                "sequential submit().result(): <= 1.0 x ThreadPoolExecutor's latency",
+                n["submit_latency_ratio"],
+                "x",
+                1.0,
+                True,
+            )
+        )
+    a = get("asyncio_calls")
+    if a:
+        out.append(
+            Target(
+                "asyncio: await run_sync <= 1.0 x run_in_executor (default executor)",
+                a["run_sync_ratio"],
+                "x",
+                1.0,
+                True,
+            )
+        )
+        f = a["fairness"]
+        out.append(
+            Target(
+                "asyncio: an interactive 1 ms call under a bulk flood, in calls' time (<= 2.5)",
+                f["interactive_ms_median"] / f["call_ms"],
+                "x",
+                2.5,
+                True,
+            )
+        )
+    return out
+
+
+def aggregate(runs: list[list[Target]]) -> list[tuple[Target, float, float, float, bool]]:
+    """Per target: (target, median, min, max, near the noise), over the runs that measured it.
+
+    A target is judged on the median; it is near the noise when the runs
+    do not all agree on whether it is met.
+    """
+    by_label: dict[str, list[Target]] = {}
+    for run in runs:
+        for target in run:
+            by_label.setdefault(target.label, []).append(target)
+    out = []
+    for seen in by_label.values():
+        values = [t.value for t in seen]
+        verdicts = {t.met() for t in seen}
+        out.append((seen[0], statistics.median(values), min(values), max(values), len(verdicts) > 1))
     return out
 
 
@@ -183,11 +284,25 @@ def render(data: dict[str, Any], markdown: bool) -> str:
         t.add(f"a @traced call, recording ({d['events_per_call_on']:.0f} events)", d["median_us"]["on"])
         t.add("cost per event when recording", d["cost_per_event_on_us"])
         parts.append(t.render())
-    t = Table("Speed targets", ["target", "measured", "met"], markdown)
-    for name, measured, met in targets(data):
-        t.add(name, measured, "yes" if met else "NO")
-    parts.append(t.render())
     return "\n".join(parts)
+
+
+def render_targets(runs: list[dict[str, Any]], markdown: bool) -> str:
+    """The speed targets over one or more runs: the median, the spread, the verdict on the median."""
+    t = Table(
+        f"Speed targets (median of {len(runs)} run{'s' if len(runs) != 1 else ''}, min - max)",
+        ["target", "median", "min - max", "met", "near the noise"],
+        markdown,
+    )
+    for target, med, lo, hi, noisy in aggregate([targets(run) for run in runs]):
+        t.add(
+            target.label,
+            target.show(med),
+            f"{target.show(lo)} - {target.show(hi)}",
+            "yes" if target.met(med) else "NO",
+            "yes: the runs disagree" if noisy else "",
+        )
+    return t.render()
 
 
 def plot(data: dict[str, Any], out: Path) -> list[Path]:
@@ -237,15 +352,24 @@ def plot(data: dict[str, Any], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report")
-    parser.add_argument("--results", type=Path, default=HERE / "results" / "latest")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=[HERE / "results" / "latest"],
+        help="one or more result folders (several runs: targets are judged on their median)",
+    )
     parser.add_argument("--plots", type=Path, help="write the plots (PNG) into this folder")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = parser.parse_args(argv)
-    data = load(args.results)
-    if not data:
-        print(f"no results in {args.results}: run `python -m pytest bench` first", file=sys.stderr)
-        return 1
+    runs = [load(folder) for folder in args.results]
+    for folder, data in zip(args.results, runs, strict=True):
+        if not data:
+            print(f"no results in {folder}: run `python -m pytest bench` first", file=sys.stderr)
+            return 1
+    data = runs[0]
     print(render(data, args.markdown))
+    print(render_targets(runs, args.markdown))
     if args.plots:
         for path in plot(data, args.plots):
             print(f"wrote {path}")
