@@ -368,7 +368,11 @@ class TraceSink:
             os.close(fd)
             self._fd = None
             raise TraceFileError(f"cannot write the trace file {self.path!r}: {exc.strerror}") from None
-        self._thread = start_thread(self._run, (False,), "fairpool-trace-writer")
+        try:
+            self._thread = start_thread(self._run, (False,), "fairpool-trace-writer")
+        except Exception as exc:  # noqa: BLE001 - the OS would not give a thread
+            self._close_fd()
+            raise TraceFileError(f"cannot start the trace writer thread for {self.path!r}: {exc}") from None
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Write what is buffered, close the JSON array and the file (waits for the writer)."""

@@ -746,3 +746,24 @@ def test_a_hub_that_stalls_again_and_again_does_not_flood_the_log(caplog: pytest
     logged = [r for r in caplog.records if "hub was blocked" in r.getMessage()]
     assert len(watch.stalls) >= 10, "every stall is still kept"
     assert 1 <= len(logged) <= 3, f"{len(logged)} warnings for about a second of stalls"
+
+
+def test_no_writer_thread_means_no_trace_and_the_service_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fairpool import _tracefile
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_tracefile, "start_thread", refuse)
+    with pytest.raises(fairpool.TraceError, match="cannot start the trace writer thread"):
+        trace.start(str(tmp_path / "a.json"))
+    assert trace.active() is None
+    monkeypatch.setenv("FAIRPOOL_TRACE", str(tmp_path / "b.json"))
+    failures = trace.failures()
+    assert trace._start_from_environment() is None
+    assert trace.active() is None and trace.failures() == failures + 1
+    (record,) = [r for r in caplog.records if "FAIRPOOL_TRACE" in r.getMessage()]
+    assert "tracing is off" in record.getMessage()
+    assert fairpool.execute(lambda: "served") == "served"
