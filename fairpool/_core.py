@@ -23,8 +23,9 @@ Which thread touches what:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _hooks
@@ -46,7 +47,7 @@ from ._job import (
 from ._native import monotonic
 from ._workers import Worker, WorkerSet
 from .errors import FairpoolError, PoolClosed
-from .statistics import PoolStatistics, new_window, percentiles
+from .statistics import new_window
 
 __all__ = ["Core"]
 
@@ -117,6 +118,20 @@ class Core:
             self.lock.acquire()
         try:
             self.take_in_locked(job, out)
+        finally:
+            self.unlock(out)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[list[Job]]:
+        """``with core.locked() as out:`` holds the lock; on exit, unlocks and answers ``out``.
+
+        For the rare paths (statistics, resize, life cycle, faults); the hot
+        paths acquire and unlock by hand.
+        """
+        out: list[Job] = []
+        self.lock.acquire()
+        try:
+            yield out
         finally:
             self.unlock(out)
 
@@ -246,9 +261,7 @@ class Core:
 
     def not_started(self, worker: Worker) -> None:
         """The worker's job was cancelled as it was about to start (its waiter said so): account for it."""
-        out: list[Job] = []
-        self.lock.acquire()
-        try:
+        with self.locked():
             job = worker.job
             assert job is not None
             worker.job = None
@@ -256,14 +269,10 @@ class Core:
             move(job, CANCELLED)
             self.cancelled += 1
             self._drop(job)
-        finally:
-            self.unlock(out)
 
     def worker_failed(self, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:
         """A fault in a worker's loop: answer the call it held, and replace it."""
-        out: list[Job] = []
-        self.lock.acquire()
-        try:
+        with self.locked() as out:
             self.worker_faults += 1
             job = worker.job
             if job is not None and job.t_finished:
@@ -276,63 +285,4 @@ class Core:
             self.workers.remove_failed(worker)
             if len(self.admission) or self.admission.held:
                 self._dispatch_locked(out)
-        finally:
-            self.unlock(out)
         report_fault(f"fairpool worker {worker.name} failed and was replaced; its calls were answered", exc)
-
-    def resize(self, size: int) -> None:
-        """Set the size: start workers for queued calls, let the excess idle ones exit."""
-        out: list[Job] = []
-        self.lock.acquire()
-        try:
-            workers = self.workers
-            workers.size = size
-            for _ in range(min(size - len(workers.all), len(self.admission) - len(workers.idle))):
-                try:
-                    workers.start(self)
-                except RuntimeError:
-                    break  # the workers that exist take the queue; the next call tries again
-            for _ in range(len(workers.all) - size):
-                if not workers.wake_one():  # it sees the excess and retires
-                    break
-        finally:
-            self.unlock(out)
-
-    # -- reading ------------------------------------------------------------
-    def statistics(self) -> PoolStatistics:
-        out: list[Job] = []
-        self.lock.acquire()
-        try:
-            window = list(self.window)
-            admission = self.admission
-            stats: dict[str, Any] = dict(
-                name=self.name,
-                size=self.workers.size,
-                threads=len(self.workers.all),
-                busy=self.busy,
-                queued=len(admission),
-                queued_by_lane=admission.queue.counts(),
-                waiting_admission=len(admission.held),
-                submitted=self.submitted,
-                inline=self.inline,
-                completed=self.completed,
-                failed=self.failed,
-                cancelled=self.cancelled,
-                abandoned=self.abandoned,
-                closed=self.answered_closed,
-                worker_faults=self.worker_faults,
-                run_total=self.run_total,
-            )
-        finally:
-            self.unlock(out)
-        wait = percentiles(w for w, _ in window)
-        run = percentiles(r for _, r in window)
-        return PoolStatistics(
-            **stats,
-            wait_p50=wait[0],
-            wait_p99=wait[1],
-            wait_max=wait[2],
-            run_p50=run[0],
-            run_p99=run[1],
-            run_max=run[2],
-        )

@@ -27,7 +27,7 @@ from typing import Any
 from . import _hubchannel, _workers
 from ._core import Core
 from ._hublock import HubLock
-from ._job import NEW, Job
+from ._job import NEW
 from ._native import get_ident, monotonic, os, stdlib_threading
 from ._waiters import CancelledByShutdown
 from .errors import PoolClosed
@@ -49,9 +49,7 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
     With ``cancel_futures``, queued calls are taken out first: futures are
     cancelled, other callers answered with PoolClosed.
     """
-    out: list[Job] = []
-    core.lock.acquire()
-    try:
+    with core.locked() as out:
         core.closed = True
         if cancel_futures:
             for job in core.admission.drain():
@@ -59,8 +57,6 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
                 core.close_locked(job, cancelled, out)
         core.workers.wake_all()
         threads = [w.thread for w in core.workers.all.values() if w.thread is not None]
-    finally:
-        core.unlock(out)
     if not wait:
         return
     me = get_ident()  # a worker shutting down its own pool does not wait for itself
@@ -68,8 +64,7 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
     join([t for t in threads if t.ident != me], deadline)
     if timeout is None:
         return  # every other worker exited, so the queue is empty (or ours to run next)
-    core.lock.acquire()
-    try:
+    with core.locked() as out:
         left = core.admission.drain() + core.workers.running_jobs(except_thread=me)
         for job in left:
             error = PoolClosed(
@@ -77,32 +72,22 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
                 "call finished"
             )
             core.close_locked(job, error, out)
-    finally:
-        core.unlock(out)
 
 
 def reopen(core: Core) -> None:
     """Take calls again after a shutdown (eventlet's ``killall`` then reuse)."""
-    out: list[Job] = []
-    core.lock.acquire()
-    try:
+    with core.locked():
         core.closed = False
-    finally:
-        core.unlock(out)
 
 
 def close_at_exit(core: Core) -> None:
     """At interpreter exit: take no more calls, answer queued ones, wait for nothing."""
-    out: list[Job] = []
-    core.lock.acquire()
-    try:
+    with core.locked() as out:
         core.closed = True
         for job in core.admission.drain():
             error = PoolClosed(f"pool {core.name!r} was closed at interpreter exit before this call ran")
             core.close_locked(job, error, out)
         core.workers.wake_all()
-    finally:
-        core.unlock(out)
 
 
 def _after_fork_in_child(core: Core) -> None:
@@ -114,9 +99,7 @@ def _after_fork_in_child(core: Core) -> None:
     core.admission.drain()
     core.workers = _workers.WorkerSet(core.name, core.workers.size)
     core.busy = 0
-    out: list[Job] = []
-    core.lock.acquire()
-    try:
+    with core.locked() as out:
         for job in in_flight:
             if job.waiter is not None:
                 job.waiter.reset_after_fork()
@@ -124,8 +107,6 @@ def _after_fork_in_child(core: Core) -> None:
                 f"the process forked while this call was in pool {core.name!r}; it runs in the parent only"
             )
             core.close_locked(job, error, out)
-    finally:
-        core.unlock(out)
 
 
 def _after_fork() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
+from . import _snapshot
 from ._faultlog import log
 from ._native import start_thread, threading, threads_patched
 
@@ -26,7 +27,7 @@ def start_stats_logger(pool_ref: weakref.ref[Pool], interval: float) -> None:
         if pool is None or pool.closed:
             return False
         # Not pool.statistics(): a FuturistExecutor has futurist's property there.
-        log.info(pool._core.statistics().log_line())
+        log.info(_snapshot.statistics(pool._core).log_line())
         return True
 
     if threads_patched():

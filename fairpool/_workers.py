@@ -153,6 +153,21 @@ class WorkerSet:
         ]
 
 
+def resize(core: Core, size: int) -> None:
+    """Set ``core``'s size: start workers for queued calls, let the excess idle ones exit."""
+    with core.locked():
+        workers = core.workers
+        workers.size = size
+        for _ in range(min(size - len(workers.all), len(core.admission) - len(workers.idle))):
+            try:
+                workers.start(core)
+            except RuntimeError:
+                break  # the workers that exist take the queue; the next call tries again
+        for _ in range(len(workers.all) - size):
+            if not workers.wake_one():  # it sees the excess and retires
+                break
+
+
 def _set_batch_scheduling() -> None:
     """Put the calling thread under SCHED_BATCH: no wake-up preemption (Linux only)."""
     try:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from . import _hubchannel, _lifecycle
+from . import _hubchannel, _lifecycle, _snapshot, _workers
 from ._core import Core
 from ._fairqueue import POLICIES
 from ._job import Job
@@ -314,7 +314,7 @@ class Pool(Executor):
         check_size(threads, "threads")
         if threads == 0:
             self._warned_zero = False
-        self._core.resize(threads)
+        _workers.resize(self._core, threads)
 
     @property
     def size(self) -> int:
@@ -369,7 +369,7 @@ class Pool(Executor):
 
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool's counters and recent latencies."""
-        return self._core.statistics()
+        return _snapshot.statistics(self._core)
 
     def __enter__(self) -> Pool:
         return self

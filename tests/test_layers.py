@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "_workers": 2,
     "_core": 2,
     "_lifecycle": 2,
+    "_snapshot": 2,
     "hybridlock": 2,
     # 3 observers
     "trace": 3,
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     "hubwatch": 3,
     "_statslog": 3,
     "_tracefile": 3,
+    "otel": 3,
     # 4 facades
     "pool": 4,
     "_default": 4,
