@@ -12,7 +12,6 @@ its finalizer stops the idle workers.
 from __future__ import annotations
 
 import asyncio
-import sys
 import warnings
 import weakref
 from collections.abc import Callable
@@ -51,10 +50,7 @@ def check_size(value: object, param: str) -> int:
 
 def _must_not_wait() -> bool:
     """Whether this thread runs an event loop (an eventlet hub or asyncio's): it never waits for a lock."""
-    if _hubchannel.on_hub():
-        return True
-    events = sys.modules.get("asyncio.events")
-    return events is not None and events._get_running_loop() is not None
+    return _hubchannel.on_hub() or asyncio._get_running_loop() is not None
 
 
 def _join(threads: list[Any], deadline: float | None) -> None:
