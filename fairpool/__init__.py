@@ -76,3 +76,6 @@ trace._start_from_environment()
 from . import hubwatch as _hubwatch  # noqa: E402
 
 _hubwatch._start_from_environment()
+from . import otel as _otel  # noqa: E402
+
+_otel._start_from_environment()

@@ -1,0 +1,399 @@
+"""OpenTelemetry spans for pool calls, lock waits and hub stalls: fairpool in traces across services.
+
+Switch it on with ``fairpool.otel.instrument()`` (after setting up your
+``TracerProvider``, or pass one), or ``FAIRPOOL_OTEL=1`` in the environment
+(instrumented when fairpool is imported; spans go to whatever provider the
+application sets later). It needs ``opentelemetry-api`` only
+(``pip install 'fairpool[otel]'``); the SDK and the exporter are the
+application's choice.
+
+What is recorded (docs/tracing.md, "Across services"):
+
+* each pool call is a span named after the called function, a child of the
+  caller's current span. It starts when the call is handed to the pool and
+  ends when its caller is answered; a ``fairpool.started`` event marks when a
+  worker took it, so the queue wait is the time from the span's start to that
+  event. The span is current in the worker while the call runs, so spans the
+  call makes (a database driver's, an HTTP client's) nest under it, whatever
+  the caller: a green thread, a native thread, a future, an asyncio task;
+* a contended wait for an instrumented lock (:func:`fairpool.instrument_lock`,
+  the locks of :func:`fairpool.wrap_library`), and a hold over a threshold,
+  is a ``fairpool.lock.wait`` / ``fairpool.lock.hold`` event on the span
+  current where it happened;
+* a hub stall found by :func:`fairpool.watch_hub` is a ``fairpool.hub_stall``
+  span with the blocking stack, linked from an event of the same name on each
+  pool call then waiting on that hub: the slow request shows who blocked it.
+
+While it is off no observer is registered, so the pool does exactly what it
+does without this module.
+
+Thread rules: the observer's events come from :mod:`fairpool._hooks` (any
+thread, outside every pool lock). A call's span is kept in its ``CallInfo``
+notes; ``_inflight`` (call id -> (caller's thread, span)) is changed by single
+dict operations and read as a copy. ``_active`` is changed under ``_lock``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks, _tracefile, hubwatch, locks
+from ._hooks import CallInfo, PoolObserver
+from ._native import allocate_lock, get_ident, monotonic, os, threading, time
+from .errors import FairpoolError
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+__all__ = [
+    "ENV_VARIABLE",
+    "OpenTelemetryNotInstalled",
+    "OtelObserver",
+    "active",
+    "instrument",
+    "uninstrument",
+]
+
+ENV_VARIABLE = "FAIRPOOL_OTEL"
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+#: Default: a lock hold is recorded when it lasts at least this long (seconds).
+HOLD_THRESHOLD = 0.01
+#: Default: a contended lock wait is recorded when it lasts at least this long (seconds).
+WAIT_THRESHOLD = 0.0
+#: Longest status description and exception message kept on a span.
+DESCRIPTION_LIMIT = 200
+#: Most pool calls a hub stall is recorded on (and links to).
+STALL_VICTIMS_LIMIT = 64
+
+_DESCRIPTIONS = {
+    "cancelled": "cancelled: the caller gave up while the call was queued; it never ran",
+    "abandoned": "abandoned: the caller gave up while the call ran; its outcome was dropped",
+    "closed": "closed: the pool shut down (or failed) before the call was answered",
+    "rejected": "rejected: the pool refused the call",
+}
+
+
+class OpenTelemetryNotInstalled(FairpoolError, ImportError):
+    """OpenTelemetry spans were asked for and ``opentelemetry-api`` is not installed.
+
+    Install it with ``pip install 'fairpool[otel]'``.
+    """
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 3] + "..."
+
+
+def _describe_error(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a raising __str__ must not cost the span
+        message = ""
+    name = type(exc).__name__
+    return _bounded(f"{name}: {message}" if message else name)
+
+
+def _wall_ns_of(monotonic_us: float) -> int:
+    """A :func:`fairpool.trace.now_us` time (monotonic microseconds) as OpenTelemetry's epoch nanoseconds."""
+    return int(time.time_ns() - time.monotonic_ns()) + int(monotonic_us * 1000.0)
+
+
+# -- what the core does not hand over (yet): read from its frames, only on the rare paths ------
+
+
+def _worker_exception() -> BaseException | None:
+    """In ``call_finished`` for a call that raised: the exception, from the worker loop's frame."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "work":
+            result = frame.f_locals.get("result")
+            return result if isinstance(result, BaseException) else None
+        frame = frame.f_back
+    return None
+
+
+def _refusal(call: CallInfo) -> BaseException | None:
+    """In ``call_answered`` with ``closed``: the error, if the pool is refusing the call inside its submit."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(16):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "submit":
+            job = frame.f_locals.get("job")
+            if job is not None and getattr(job, "info", None) is call:
+                error = getattr(job, "result", None)
+                return error if isinstance(error, BaseException) else None
+        frame = frame.f_back
+    return None
+
+
+class _Call:
+    """One observed call's span and when a worker took it."""
+
+    __slots__ = ("span", "started")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.started = 0.0  # monotonic; 0.0 until a worker takes it
+
+
+class OtelObserver(PoolObserver):
+    """Makes the spans and events. Made and registered by :func:`instrument`."""
+
+    wants_context = True  # each call runs in a copy of its caller's context, with its span current
+
+    def __init__(self, tracer: Tracer, wait_threshold: float, hold_threshold: float) -> None:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace as otel_trace
+
+        self.tracer = tracer
+        self.wait_threshold = wait_threshold
+        self.hold_threshold = hold_threshold
+        self._inflight: dict[int, tuple[int, Span]] = {}
+        self._attach = otel_context.attach
+        self._empty_context = otel_context.Context
+        self._in_context = otel_trace.set_span_in_context
+        self._current_span = otel_trace.get_current_span
+        self._status = otel_trace.Status
+        self._error = otel_trace.StatusCode.ERROR
+        self._link = otel_trace.Link
+
+    def _make_current(self, span: Span) -> None:
+        self._attach(self._in_context(span))
+
+    # -- pool calls ---------------------------------------------------------------
+    def call_submitted(self, call: CallInfo) -> None:
+        span = self.tracer.start_span(
+            call.name,
+            attributes={
+                "fairpool.pool": call.pool,
+                "fairpool.lane": call.lane,
+                "fairpool.queue.depth": call.queued,
+                "fairpool.pool.busy": call.busy,
+            },
+        )
+        if not span.is_recording():
+            return  # the API's no-op tracer, or not sampled: the call runs in its caller's context as is
+        call.notes[self] = _Call(span)
+        context = call.context
+        if context is not None:
+            context.run(self._make_current, span)
+        self._inflight[call.call_id] = (get_ident(), span)
+
+    def call_started(self, call: CallInfo) -> None:
+        note: _Call | None = call.notes.get(self)
+        if note is None:
+            return
+        note.started = monotonic()
+        if note.span.is_recording():
+            note.span.add_event("fairpool.started", {"fairpool.worker": call.worker})
+
+    def call_finished(self, call: CallInfo, ok: bool) -> None:
+        if ok:
+            return
+        note: _Call | None = call.notes.get(self)
+        if note is None or not note.span.is_recording():
+            return  # abandoned: its span already ended
+        exc = _worker_exception()
+        if exc is None:
+            note.span.set_status(self._status(self._error, "the call raised"))
+            return
+        note.span.record_exception(exc)
+        note.span.set_status(self._status(self._error, _describe_error(exc)))
+
+    def call_answered(self, call: CallInfo, outcome: str) -> None:
+        note: _Call | None = call.notes.pop(self, None)
+        if note is None:
+            return
+        self._inflight.pop(call.call_id, None)
+        span = note.span
+        attributes: dict[str, Any] = {"fairpool.outcome": outcome}
+        error: BaseException | None = None
+        if outcome == "closed" and not note.started:
+            error = _refusal(call)
+            if error is not None:
+                attributes["fairpool.outcome"] = outcome = "rejected"
+        if note.started:
+            attributes["fairpool.worker"] = call.worker
+            attributes["fairpool.queued_s"] = note.started - call.t_queued
+            if call.t_finished:
+                attributes["fairpool.ran_s"] = call.t_finished - call.t_started
+        else:
+            attributes["fairpool.queued_s"] = monotonic() - call.t_queued
+        span.set_attributes(attributes)
+        description = _DESCRIPTIONS.get(outcome)
+        if description is not None:
+            if error is not None:
+                span.record_exception(error)
+                description = _bounded(f"{description} ({_describe_error(error)})")
+            span.set_status(self._status(self._error, description))
+        span.end()
+
+    # -- instrumented locks (fairpool.locks listeners; times in monotonic microseconds) -------
+    def lock_waited(self, name: str, start: float, end: float) -> None:
+        wait = (end - start) / 1e6
+        if wait < self.wait_threshold:
+            return
+        span = self._current_span()
+        if span.is_recording():
+            attributes: dict[str, Any] = {"fairpool.lock": name, "fairpool.lock.wait_s": wait}
+            span.add_event("fairpool.lock.wait", attributes, timestamp=_wall_ns_of(start))
+
+    def lock_held(self, name: str, start: float, end: float) -> None:
+        hold = (end - start) / 1e6
+        if hold < self.hold_threshold:
+            return
+        span = self._current_span()
+        if span.is_recording():
+            attributes: dict[str, Any] = {"fairpool.lock": name, "fairpool.lock.hold_s": hold}
+            span.add_event("fairpool.lock.hold", attributes, timestamp=_wall_ns_of(start))
+
+    # -- hub stalls (a fairpool.hubwatch listener, in the hub's thread) ----------------------
+    def hub_stalled(self, watch: hubwatch.HubWatch, stall: hubwatch.HubStall) -> None:
+        end = time.time_ns()
+        start = end - int(stall.duration * 1e9)
+        hub = get_ident()
+        victims = [span for ident, span in self._inflight.copy().values() if ident == hub]
+        victims = victims[:STALL_VICTIMS_LIMIT]
+        attributes: dict[str, Any] = {
+            "fairpool.hub.stall_s": stall.duration,
+            "fairpool.hub.threshold_s": watch.threshold,
+            "fairpool.hub.thread": threading.current_thread().name,
+            "fairpool.hub.waiting_calls": len(victims),
+        }
+        if stall.stack:
+            attributes["code.stacktrace"] = stall.stack
+        stall_span = self.tracer.start_span(
+            "fairpool.hub_stall",
+            context=self._empty_context(),  # a trace of its own: it blocked every green thread
+            links=[self._link(span.get_span_context()) for span in victims],
+            start_time=start,
+            attributes=attributes,
+        )
+        stall_span.end(end_time=end)
+        event = dict(attributes)
+        stall_context = stall_span.get_span_context()
+        event["fairpool.hub.stall_trace_id"] = f"{stall_context.trace_id:032x}"
+        event["fairpool.hub.stall_span_id"] = f"{stall_context.span_id:016x}"
+        for span in victims:
+            if span.is_recording():
+                span.add_event("fairpool.hub_stall", event, timestamp=start)
+
+    def end_inflight(self) -> None:
+        """End the spans of calls still in flight (uninstrumenting: their later events will not come)."""
+        for _, span in self._inflight.copy().values():
+            if span.is_recording():
+                span.set_attribute("fairpool.outcome", "uninstrumented")
+                span.end()
+        self._inflight.clear()
+
+
+# -- switching it on and off ----------------------------------------------------------
+
+_active: OtelObserver | None = None
+_lock = allocate_lock()
+
+
+def active() -> OtelObserver | None:
+    """The observer making spans now, or None."""
+    return _active
+
+
+def _check_threshold(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("fairpool")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def instrument(
+    tracer_provider: TracerProvider | None = None,
+    *,
+    wait_threshold: float = WAIT_THRESHOLD,
+    hold_threshold: float = HOLD_THRESHOLD,
+) -> OtelObserver:
+    """Make OpenTelemetry spans for every pool call, and events for lock waits and hub stalls.
+
+    Replaces an earlier instrumentation (the one ``FAIRPOOL_OTEL`` made, say).
+
+    Args:
+        tracer_provider: Where the spans go; the global provider by default
+            (``opentelemetry.trace.set_tracer_provider``), also when it is set later.
+        wait_threshold: A contended wait for an instrumented lock is recorded
+            when it lasts at least this many seconds (default: every one).
+        hold_threshold: A hold of an instrumented lock is recorded when it
+            lasts at least this many seconds (default 0.01).
+
+    Raises:
+        OpenTelemetryNotInstalled: ``opentelemetry-api`` is not installed.
+        ValueError: A threshold is not a finite number of seconds >= 0.
+    """
+    global _active
+    wait = _check_threshold("wait_threshold", wait_threshold)
+    hold = _check_threshold("hold_threshold", hold_threshold)
+    try:
+        from opentelemetry import trace as otel_trace
+    except ImportError:
+        raise OpenTelemetryNotInstalled(
+            "fairpool.otel needs opentelemetry-api: pip install 'fairpool[otel]'"
+        ) from None
+    tracer = otel_trace.get_tracer("fairpool", _version(), tracer_provider=tracer_provider)
+    observer = OtelObserver(tracer, wait, hold)
+    with _lock:
+        _uninstrument_locked()
+        _active = observer
+        _hooks.add_observer(observer)
+        locks.add_listener(observer)
+        hubwatch.add_stall_listener(observer.hub_stalled)
+    return observer
+
+
+def _uninstrument_locked() -> None:
+    global _active
+    observer, _active = _active, None
+    if observer is not None:
+        _hooks.remove_observer(observer)
+        locks.remove_listener(observer)
+        hubwatch.remove_stall_listener(observer.hub_stalled)
+        observer.end_inflight()
+
+
+def uninstrument() -> None:
+    """Stop making spans; the spans of calls in flight end now. Does nothing if it is off."""
+    with _lock:
+        _uninstrument_locked()
+
+
+def _start_from_environment() -> OtelObserver | None:
+    """``FAIRPOOL_OTEL``: instrument; a bad value, or no opentelemetry-api: one warning, it stays off."""
+    raw = os.environ.get(ENV_VARIABLE)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value in _OFF:
+        return None
+    if value not in _ON:
+        _tracefile.warn(
+            f"fairpool: {ENV_VARIABLE}={raw!r} is not one of {', '.join(_ON + _OFF)}; "
+            "OpenTelemetry spans are off"
+        )
+        return None
+    try:
+        return instrument()
+    except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
+        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans are off")
+        return None
