@@ -500,6 +500,85 @@ def tracing_overhead() -> dict[str, Any]:
     }
 
 
+def otel_overhead() -> dict[str, Any]:
+    """What OpenTelemetry spans (fairpool.otel) cost per pool call, beside the Chrome-trace recorder.
+
+    The round trip of a no-op C call from a green thread: no observer; instrumented then
+    uninstrumented ("off": nothing is left registered); the API's no-op provider; the SDK with
+    sampling off; the SDK's BatchSpanProcessor (exporting to a sink that keeps nothing, so the
+    SDK's cost is measured, not an exporter's); and the Chrome trace recording the same calls.
+    Rounds interleaved; per call by median, and everything included (the batch thread's work
+    too, on the same CPU when pinned).
+    """
+    import tempfile
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from fairpool import otel, trace
+
+    class Sink(SpanExporter):
+        def __init__(self) -> None:
+            self.spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    sink = Sink()
+    batch = TracerProvider()
+    batch.add_span_processor(BatchSpanProcessor(sink, max_queue_size=1 << 17))
+    unsampled = TracerProvider(sampler=ALWAYS_OFF)
+    noop = clib.lib().fp_noop
+    rounds, n = pick(5, 15), pick(2000, 5000)
+    eventlet.sleep(0)  # a hub exists: the caller waits green, as tracing_overhead's does
+    fairpool.execute(noop)
+    setups: dict[str, Callable[[], Any]] = {
+        "untraced": lambda: None,
+        "off": lambda: (otel.instrument(batch), otel.uninstrument()),
+        "noop_provider": lambda: otel.instrument(NoOpTracerProvider()),
+        "sdk_unsampled": lambda: otel.instrument(unsampled),
+        "sdk_batch": lambda: otel.instrument(batch),
+    }
+    per_round: dict[str, list[float]] = {k: [] for k in [*setups, "chrome_trace"]}
+    amortized: dict[str, list[float]] = {"untraced": [], "sdk_batch": [], "chrome_trace": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for name, setup in setups.items():
+                setup()
+                try:
+                    per_round[name].append(median(_sequential(fairpool.execute, noop, n)))
+                    if name in amortized:
+                        amortized[name].append(_amortized(fairpool.execute, noop, n))
+                finally:
+                    otel.uninstrument()
+            with trace.recording(f"{tmp}/round{r}.json"):
+                per_round["chrome_trace"].append(median(_sequential(fairpool.execute, noop, n)))
+                amortized["chrome_trace"].append(_amortized(fairpool.execute, noop, n))
+    batch.force_flush()
+    spans = sink.spans
+    batch.shutdown()
+    base = median(per_round["untraced"])
+    spread = median([abs(x - base) for x in per_round["untraced"]]) / base
+    untraced = per_round["untraced"]
+    ratios = {k: median([x / u for x, u in zip(v, untraced, strict=True)]) for k, v in per_round.items()}
+    amortized_base = median(amortized["untraced"])
+    return {
+        "median_us": {k: median(v) * 1e6 for k, v in per_round.items()},
+        "ratio_to_untraced": ratios,
+        "cost_per_call_us": {k: (median(v) - base) * 1e6 for k, v in per_round.items()},
+        # Everything included: the batch processor's export thread, the trace's writer thread.
+        "amortized_cost_per_call_us": {
+            k: (median(v) - amortized_base) * 1e6 for k, v in amortized.items() if k != "untraced"
+        },
+        "noise": max(2 * spread, 0.02),
+        "spans_exported": spans,
+        "spans_expected": rounds * n * 2,  # sdk_batch: the sequential and the amortized runs
+    }
+
+
 MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "round_trip": round_trip,
     "throughput_noop": throughput_noop,
@@ -508,6 +587,7 @@ MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "imbalance": imbalance,
     "bootstorm": bootstorm,
     "tracing_overhead": tracing_overhead,
+    "otel_overhead": otel_overhead,
 }
 
 
