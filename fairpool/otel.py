@@ -11,11 +11,13 @@ What is recorded (docs/tracing.md, "Across services"):
 
 * each pool call is a span named after the called function, a child of the
   caller's current span. It starts when the call is handed to the pool and
-  ends when its caller is answered; a ``fairpool.started`` event marks when a
-  worker took it, so the queue wait is the time from the span's start to that
-  event. The span is current in the worker while the call runs, so spans the
-  call makes (a database driver's, an HTTP client's) nest under it, whatever
-  the caller: a green thread, a native thread, a future, an asyncio task;
+  ends when it finishes in the worker, just before its caller is answered (or
+  when the caller gives up, or the pool refuses or closes it); a
+  ``fairpool.started`` event marks when a worker took it, so the queue wait is
+  the time from the span's start to that event. The span is current in the
+  worker while the call runs, so spans the call makes (a database driver's,
+  an HTTP client's) nest under it, whatever the caller: a green thread, a
+  native thread, a future, an asyncio task;
 * a contended wait for an instrumented lock (:func:`fairpool.instrument_lock`,
   the locks of :func:`fairpool.wrap_library`), and a hold over a threshold,
   is a ``fairpool.lock.wait`` / ``fairpool.lock.hold`` event on the span
@@ -23,6 +25,10 @@ What is recorded (docs/tracing.md, "Across services"):
 * a hub stall found by :func:`fairpool.watch_hub` is a ``fairpool.hub_stall``
   span with the blocking stack, linked from an event of the same name on each
   pool call then waiting on that hub: the slow request shows who blocked it.
+
+Under ``eventlet.monkey_patch()`` export with :func:`batch_span_processor`
+(a native export thread): the SDK's ``BatchSpanProcessor`` cannot be woken
+from the native threads where pool calls' spans end.
 
 While it is off no observer is registered, so the pool does exactly what it
 does without this module.
@@ -36,16 +42,20 @@ dict operations and read as a copy. ``_active`` is changed under ``_lock``.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks, _tracefile, hubwatch, locks
+from ._faultlog import report_fault
 from ._hooks import CallInfo, PoolObserver
-from ._native import allocate_lock, get_ident, monotonic, os, threading, time
+from ._native import allocate_lock, get_ident, monotonic, os, start_thread, threading, time
 from .errors import FairpoolError
 
 if TYPE_CHECKING:
     from types import FrameType
 
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
 __all__ = [
@@ -53,6 +63,7 @@ __all__ = [
     "OpenTelemetryNotInstalled",
     "OtelObserver",
     "active",
+    "batch_span_processor",
     "instrument",
     "uninstrument",
 ]
@@ -195,22 +206,34 @@ class OtelObserver(PoolObserver):
             note.span.add_event("fairpool.started", {"fairpool.worker": call.worker})
 
     def call_finished(self, call: CallInfo, ok: bool) -> None:
-        if ok:
-            return
-        note: _Call | None = call.notes.get(self)
-        if note is None or not note.span.is_recording():
-            return  # abandoned: its span already ended
-        exc = _worker_exception()
-        if exc is None:
-            note.span.set_status(self._status(self._error, "the call raised"))
-            return
-        note.span.record_exception(exc)
-        note.span.set_status(self._status(self._error, _describe_error(exc)))
-
-    def call_answered(self, call: CallInfo, outcome: str) -> None:
+        """The span ends here, before the caller is answered: when it resumes, its call's span is done."""
         note: _Call | None = call.notes.pop(self, None)
         if note is None:
-            return
+            return  # its caller gave up while it ran: the span ended then (abandoned)
+        self._inflight.pop(call.call_id, None)
+        span = note.span
+        if not ok:
+            exc = _worker_exception()
+            if exc is None:
+                span.set_status(self._status(self._error, "the call raised"))
+            else:
+                span.record_exception(exc)
+                span.set_status(self._status(self._error, _describe_error(exc)))
+        span.set_attributes(
+            {
+                "fairpool.outcome": "returned" if ok else "raised",
+                "fairpool.worker": call.worker,
+                "fairpool.queued_s": call.t_started - call.t_queued,
+                "fairpool.ran_s": call.t_finished - call.t_started,
+            }
+        )
+        span.end()
+
+    def call_answered(self, call: CallInfo, outcome: str) -> None:
+        """A call that did not finish in a worker ends here: cancelled, abandoned, closed, rejected."""
+        note: _Call | None = call.notes.pop(self, None)
+        if note is None:
+            return  # it ended when the call finished
         self._inflight.pop(call.call_id, None)
         span = note.span
         attributes: dict[str, Any] = {"fairpool.outcome": outcome}
@@ -222,17 +245,14 @@ class OtelObserver(PoolObserver):
         if note.started:
             attributes["fairpool.worker"] = call.worker
             attributes["fairpool.queued_s"] = note.started - call.t_queued
-            if call.t_finished:
-                attributes["fairpool.ran_s"] = call.t_finished - call.t_started
         else:
             attributes["fairpool.queued_s"] = monotonic() - call.t_queued
         span.set_attributes(attributes)
-        description = _DESCRIPTIONS.get(outcome)
-        if description is not None:
-            if error is not None:
-                span.record_exception(error)
-                description = _bounded(f"{description} ({_describe_error(error)})")
-            span.set_status(self._status(self._error, description))
+        description = _DESCRIPTIONS.get(outcome, f"{outcome}: the call did not return")
+        if error is not None:
+            span.record_exception(error)
+            description = _bounded(f"{description} ({_describe_error(error)})")
+        span.set_status(self._status(self._error, description))
         span.end()
 
     # -- instrumented locks (fairpool.locks listeners; times in monotonic microseconds) -------
@@ -397,3 +417,105 @@ def _start_from_environment() -> OtelObserver | None:
     except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
         _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans are off")
         return None
+
+
+# -- a batch span processor whose thread is native ------------------------------------
+
+
+def batch_span_processor(
+    exporter: SpanExporter,
+    *,
+    max_queue_size: int = 8192,
+    max_export_batch_size: int = 512,
+    schedule_delay: float = 0.5,
+) -> SpanProcessor:
+    """The SDK's batching (``BatchSpanProcessor``), with a native export thread and wake-up.
+
+    Under ``eventlet.monkey_patch()`` the SDK's own batch processor has a green
+    thread woken by a green Event. Spans that end in native threads (each pool
+    call's span ends in the worker that answered it, and so do the spans the
+    call makes there) cannot wake it: it exports only every 5 s, and its queue
+    overflows and drops spans meanwhile. This one's export thread and wake-up
+    are native, so it is right in every world; elsewhere it works like the SDK's.
+    Needs ``opentelemetry-sdk``. ``dropped`` counts the spans a full queue turned away.
+
+    Args:
+        exporter: Where the spans go (any SDK ``SpanExporter``).
+        max_queue_size: Spans held at most; past this they are dropped and counted.
+        max_export_batch_size: Spans handed to the exporter at a time; a queue this
+            long wakes the export thread early.
+        schedule_delay: Seconds between exports at most.
+    """
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    for name, value in (("max_queue_size", max_queue_size), ("max_export_batch_size", max_export_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    delay = _check_threshold("schedule_delay", schedule_delay)
+    if delay <= 0.0:
+        raise ValueError(f"schedule_delay must be a finite number of seconds > 0, got {schedule_delay!r}")
+
+    class NativeBatchSpanProcessor(SpanProcessor):
+        def __init__(self) -> None:
+            self.exporter = exporter
+            self.dropped = 0
+            self._queue: deque[Any] = deque()
+            self._wake = threading.Event()  # native: set from any thread, waited for by a native one
+            self._export_lock = allocate_lock()
+            self._closed = False
+            self._failed = False
+            self._start()
+
+        def _start(self) -> None:
+            self._pid = os.getpid()
+            self._thread = start_thread(self._run, (), "fairpool-otel-export")
+
+        def on_end(self, span: Any) -> None:
+            if self._closed:
+                return
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._queue.clear()
+                self._start()
+            queue = self._queue
+            if len(queue) >= max_queue_size:
+                self.dropped += 1
+                return
+            queue.append(span)
+            if len(queue) >= max_export_batch_size and not self._wake.is_set():
+                self._wake.set()
+
+        def _run(self) -> None:
+            while not self._closed:
+                self._wake.wait(delay)
+                self._wake.clear()
+                self._export()
+            self._export()
+
+        def _export(self) -> None:
+            with self._export_lock:
+                queue = self._queue
+                while queue:
+                    batch = [queue.popleft() for _ in range(min(len(queue), max_export_batch_size))]
+                    try:
+                        self.exporter.export(batch)
+                    except Exception as exc:  # noqa: BLE001 - an exporter's fault must not end the thread
+                        if not self._failed:
+                            self._failed = True
+                            report_fault(
+                                "fairpool: a span exporter raised; its later errors are not reported", exc
+                            )
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            self._export()
+            return True
+
+        def shutdown(self) -> None:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.set()
+            if self._pid == os.getpid():
+                self._thread.join(30)
+            self.exporter.shutdown()
+
+    return NativeBatchSpanProcessor()

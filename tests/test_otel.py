@@ -213,6 +213,7 @@ def test_native_thread_call_is_a_child_of_the_callers_span_and_the_parent_of_its
 ) -> None:
     with spans.tracer.start_as_current_span("request"), fairpool.lane("audit"):
         worker = pool2.execute(inner_span(spans.tracer, "db"))
+        assert [x.name for x in spans.all()] == ["db", "call_db"], "the call's span had not ended"
     request, call, db = spans.one("request"), spans.one("call_db"), spans.one("db")
     assert parent_of(call) == span_id(request), "the pool call is not a child of the caller's span"
     assert parent_of(db) == span_id(call), "the span made in the worker is not a child of the pool call"
@@ -612,6 +613,107 @@ def test_a_lock_listener_that_raises_is_dropped_and_the_lock_still_works() -> No
         assert lock.statistics().acquisitions == 1
     finally:
         locks.remove_listener(bad)
+
+
+# -- the batch span processor with a native thread ------------------------------------------
+
+
+class Counting:
+    """A span exporter that counts, and can be told to fail."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.names: list[str] = []
+        self.fail = fail
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self.fail:
+            self.fail -= 1
+            raise OSError("the collector is away")
+        self.names += [x.name for x in spans]
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_the_native_batch_processor_exports_flushes_and_outlives_a_failing_exporter(
+    pool2: fairpool.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = Counting(fail=1)
+    processor = otel.batch_span_processor(exporter, max_export_batch_size=2, schedule_delay=30)  # type: ignore[arg-type]
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    otel.instrument(provider)
+    try:
+        pool2.execute(int, "1")  # a batch that the exporter fails
+        pool2.execute(int, "2")
+        wait_until(lambda: exporter.fail == 0, what="the first batch to be tried")
+        for i in range(3):
+            pool2.execute(int, str(i))
+        provider.force_flush()
+        assert exporter.names == ["int"] * 3, "the batches after a failure were not exported"
+    finally:
+        otel.uninstrument()
+        provider.shutdown()
+    assert "a span exporter raised" in caplog.text and caplog.text.count("a span exporter raised") == 1
+    assert processor.dropped == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_queue_size": 0}, "max_queue_size must be an int >= 1, got 0"),
+        ({"max_export_batch_size": 1.5}, "max_export_batch_size must be an int >= 1, got 1.5"),
+        ({"schedule_delay": 0}, "schedule_delay must be a finite number of seconds > 0, got 0"),
+    ],
+)
+def test_the_native_batch_processor_names_a_bad_argument(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        otel.batch_span_processor(Counting(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+def test_under_monkey_patching_every_span_of_a_burst_of_green_calls_is_exported() -> None:
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        import fairpool
+        from eventlet import patcher
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        class Counting:
+            spans = 0
+            def export(self, spans):
+                self.spans += len(spans)
+                return SpanExportResult.SUCCESS
+            def shutdown(self):
+                pass
+
+        exporter = Counting()
+        processor = fairpool.otel.batch_span_processor(exporter)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        fairpool.otel.instrument(provider)
+        tracer = provider.get_tracer("t")
+        real_sleep = patcher.original("time").sleep
+
+        def boot(i):
+            with tracer.start_as_current_span(f"boot{i}"):
+                for _ in range(60):
+                    fairpool.execute(real_sleep, 0.0001)
+
+        for g in [eventlet.spawn(boot, i) for i in range(50)]:
+            g.wait()
+        provider.shutdown()
+        print(exporter.spans, processor.dropped)
+        """
+    )
+    assert out.split() == [str(50 * 61), "0"], out
 
 
 # -- across two processes ------------------------------------------------------------------
