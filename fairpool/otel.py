@@ -23,8 +23,9 @@ What is recorded (docs/tracing.md, "Across services"):
   is a ``fairpool.lock.wait`` / ``fairpool.lock.hold`` event on the span
   current where it happened;
 * a hub stall found by :func:`fairpool.watch_hub` is a ``fairpool.hub_stall``
-  span with the blocking stack, linked from an event of the same name on each
-  pool call then waiting on that hub: the slow request shows who blocked it.
+  span with the blocking stack, a child of the span of each caller it held up
+  while it waited for a pool call on that hub (or a trace of its own if none
+  was): the slow request shows who blocked it.
 
 Under ``eventlet.monkey_patch()`` export with :func:`batch_span_processor`
 (a native export thread): the SDK's ``BatchSpanProcessor`` cannot be woken
@@ -35,8 +36,11 @@ does without this module.
 
 Thread rules: the observer's events come from :mod:`fairpool._hooks` (any
 thread, outside every pool lock). A call's span is kept in its ``CallInfo``
-notes; ``_inflight`` (call id -> (caller's thread, span)) is changed by single
-dict operations and read as a copy. ``_active`` is changed under ``_lock``.
+notes; ``_inflight`` (call id -> (caller's thread, submitted at, caller's span
+context, the call's span)) is changed by single dict operations and read as a
+copy, and so is ``_ended`` (the last :data:`ENDED_CALLS` calls: (caller's
+thread, submitted at, ended at, caller's span context)), a bounded deque.
+``_active`` is changed under ``_lock``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
 __all__ = [
     "ENV_VARIABLE",
@@ -77,8 +81,10 @@ HOLD_THRESHOLD = 0.01
 WAIT_THRESHOLD = 0.0
 #: Longest status description and exception message kept on a span.
 DESCRIPTION_LIMIT = 200
-#: Most pool calls a hub stall is recorded on (and links to).
-STALL_VICTIMS_LIMIT = 64
+#: Most callers a hub stall is recorded under (each gets a span with the stack).
+STALL_VICTIMS_LIMIT = 16
+#: Ended calls remembered for the hub stalls: a call that ended during a stall held its caller up too.
+ENDED_CALLS = 1024
 
 _DESCRIPTIONS = {
     "cancelled": "cancelled: the caller gave up while the call was queued; it never ran",
@@ -166,14 +172,15 @@ class OtelObserver(PoolObserver):
         self.tracer = tracer
         self.wait_threshold = wait_threshold
         self.hold_threshold = hold_threshold
-        self._inflight: dict[int, tuple[int, Span]] = {}
+        self._inflight: dict[int, tuple[int, float, SpanContext, Span]] = {}  # see the module's docstring
+        self._ended: deque[tuple[int, float, float, SpanContext]] = deque(maxlen=ENDED_CALLS)
         self._attach = otel_context.attach
         self._empty_context = otel_context.Context
         self._in_context = otel_trace.set_span_in_context
         self._current_span = otel_trace.get_current_span
         self._status = otel_trace.Status
         self._error = otel_trace.StatusCode.ERROR
-        self._link = otel_trace.Link
+        self._non_recording = otel_trace.NonRecordingSpan
 
     def _make_current(self, span: Span) -> None:
         self._attach(self._in_context(span))
@@ -195,7 +202,9 @@ class OtelObserver(PoolObserver):
         context = call.context
         if context is not None:
             context.run(self._make_current, span)
-        self._inflight[call.call_id] = (get_ident(), span)
+        caller = self._current_span()  # what a hub stall holds up: the caller, not the worker
+        waiter = (caller if caller.is_recording() else span).get_span_context()
+        self._inflight[call.call_id] = (get_ident(), call.t_queued, waiter, span)
 
     def call_started(self, call: CallInfo) -> None:
         note: _Call | None = call.notes.get(self)
@@ -210,7 +219,7 @@ class OtelObserver(PoolObserver):
         note: _Call | None = call.notes.pop(self, None)
         if note is None:
             return  # its caller gave up while it ran: the span ended then (abandoned)
-        self._inflight.pop(call.call_id, None)
+        self._forget(call.call_id, call.t_finished)
         span = note.span
         if not ok:
             exc = _worker_exception()
@@ -234,7 +243,7 @@ class OtelObserver(PoolObserver):
         note: _Call | None = call.notes.pop(self, None)
         if note is None:
             return  # it ended when the call finished
-        self._inflight.pop(call.call_id, None)
+        self._forget(call.call_id, monotonic())
         span = note.span
         attributes: dict[str, Any] = {"fairpool.outcome": outcome}
         error: BaseException | None = None
@@ -276,38 +285,42 @@ class OtelObserver(PoolObserver):
 
     # -- hub stalls (a fairpool.hubwatch listener, in the hub's thread) ----------------------
     def hub_stalled(self, watch: hubwatch.HubWatch, stall: hubwatch.HubStall) -> None:
+        """A ``fairpool.hub_stall`` span under the span of each caller it held up, or of its own."""
         end = time.time_ns()
         start = end - int(stall.duration * 1e9)
         hub = get_ident()
-        victims = [span for ident, span in self._inflight.copy().values() if ident == hub]
-        victims = victims[:STALL_VICTIMS_LIMIT]
+        began = monotonic() - stall.duration  # calls submitted since were not held up by it
+        # Its callers: those waiting for a pool call on this hub when it began (in flight, or
+        # ended during it: they could not be resumed until it was over). They may have ended
+        # since (the hub resumes them before this report): a child span can still be theirs.
+        waiting = [(i, q, w) for i, q, w, _ in self._inflight.copy().values()]
+        waiting += [(i, q, w) for i, q, ended, w in list(self._ended) if ended >= began]
+        held_up = {w.span_id: w for ident, queued, w in waiting if ident == hub and queued <= began}
         attributes: dict[str, Any] = {
             "fairpool.hub.stall_s": stall.duration,
             "fairpool.hub.threshold_s": watch.threshold,
             "fairpool.hub.thread": threading.current_thread().name,
-            "fairpool.hub.waiting_calls": len(victims),
+            "fairpool.hub.held_up": len(held_up),
         }
         if stall.stack:
             attributes["code.stacktrace"] = stall.stack
-        stall_span = self.tracer.start_span(
-            "fairpool.hub_stall",
-            context=self._empty_context(),  # a trace of its own: it blocked every green thread
-            links=[self._link(span.get_span_context()) for span in victims],
-            start_time=start,
-            attributes=attributes,
-        )
-        stall_span.end(end_time=end)
-        event = dict(attributes)
-        stall_context = stall_span.get_span_context()
-        event["fairpool.hub.stall_trace_id"] = f"{stall_context.trace_id:032x}"
-        event["fairpool.hub.stall_span_id"] = f"{stall_context.span_id:016x}"
-        for span in victims:
-            if span.is_recording():
-                span.add_event("fairpool.hub_stall", event, timestamp=start)
+        parents = [
+            self._in_context(self._non_recording(w)) for w in list(held_up.values())[:STALL_VICTIMS_LIMIT]
+        ]
+        for parent in parents or [self._empty_context()]:  # none held up: a trace of its own
+            span = self.tracer.start_span(
+                "fairpool.hub_stall", parent, start_time=start, attributes=attributes
+            )
+            span.end(end_time=end)
+
+    def _forget(self, call_id: int, ended: float) -> None:
+        entry = self._inflight.pop(call_id, None)
+        if entry is not None:
+            self._ended.append((entry[0], entry[1], ended, entry[2]))
 
     def end_inflight(self) -> None:
         """End the spans of calls still in flight (uninstrumenting: their later events will not come)."""
-        for _, span in self._inflight.copy().values():
+        for *_, span in self._inflight.copy().values():
             if span.is_recording():
                 span.set_attribute("fairpool.outcome", "uninstrumented")
                 span.end()
