@@ -505,8 +505,9 @@ def otel_overhead() -> dict[str, Any]:
 
     The round trip of a no-op C call from a green thread: no observer; instrumented then
     uninstrumented ("off": nothing is left registered); the API's no-op provider; the SDK with
-    sampling off; the SDK's BatchSpanProcessor (exporting to a sink that keeps nothing, so the
-    SDK's cost is measured, not an exporter's); and the Chrome trace recording the same calls.
+    sampling off; the SDK's BatchSpanProcessor and fairpool.otel.batch_span_processor (both
+    exporting to a sink that keeps nothing, so the SDK's cost is measured, not an exporter's);
+    and the Chrome trace recording the same calls.
     Rounds interleaved; per call by median, and everything included (the batch thread's work
     too, on the same CPU when pinned).
     """
@@ -527,9 +528,11 @@ def otel_overhead() -> dict[str, Any]:
             self.spans += len(spans)
             return SpanExportResult.SUCCESS
 
-    sink = Sink()
+    sink, native_sink = Sink(), Sink()
     batch = TracerProvider()
     batch.add_span_processor(BatchSpanProcessor(sink, max_queue_size=1 << 17))
+    native = TracerProvider()
+    native.add_span_processor(otel.batch_span_processor(native_sink, max_queue_size=1 << 17))
     unsampled = TracerProvider(sampler=ALWAYS_OFF)
     noop = clib.lib().fp_noop
     rounds, n = pick(5, 15), pick(2000, 5000)
@@ -541,9 +544,11 @@ def otel_overhead() -> dict[str, Any]:
         "noop_provider": lambda: otel.instrument(NoOpTracerProvider()),
         "sdk_unsampled": lambda: otel.instrument(unsampled),
         "sdk_batch": lambda: otel.instrument(batch),
+        "native_batch": lambda: otel.instrument(native),
     }
     per_round: dict[str, list[float]] = {k: [] for k in [*setups, "chrome_trace"]}
-    amortized: dict[str, list[float]] = {"untraced": [], "sdk_batch": [], "chrome_trace": []}
+    amortized: dict[str, list[float]] = {k: [] for k in ("untraced", "sdk_batch", "native_batch")}
+    amortized["chrome_trace"] = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             for name, setup in setups.items():
@@ -558,8 +563,10 @@ def otel_overhead() -> dict[str, Any]:
                 per_round["chrome_trace"].append(median(_sequential(fairpool.execute, noop, n)))
                 amortized["chrome_trace"].append(_amortized(fairpool.execute, noop, n))
     batch.force_flush()
-    spans = sink.spans
+    native.force_flush()
+    spans = {"sdk_batch": sink.spans, "native_batch": native_sink.spans}
     batch.shutdown()
+    native.shutdown()
     base = median(per_round["untraced"])
     spread = median([abs(x - base) for x in per_round["untraced"]]) / base
     untraced = per_round["untraced"]
@@ -575,7 +582,7 @@ def otel_overhead() -> dict[str, Any]:
         },
         "noise": max(2 * spread, 0.02),
         "spans_exported": spans,
-        "spans_expected": rounds * n * 2,  # sdk_batch: the sequential and the amortized runs
+        "spans_expected": rounds * n * 2,  # each: the sequential and the amortized runs
     }
 
 
