@@ -193,7 +193,6 @@ class OtelObserver(PoolObserver):
                 "fairpool.pool": call.pool,
                 "fairpool.lane": call.lane,
                 "fairpool.queue.depth": call.queued,
-                "fairpool.pool.busy": call.busy,
             },
         )
         if not span.is_recording():
@@ -212,7 +211,7 @@ class OtelObserver(PoolObserver):
             return
         note.started = monotonic()
         if note.span.is_recording():
-            note.span.add_event("fairpool.started", {"fairpool.worker": call.worker})
+            note.span.add_event("fairpool.started")
 
     def call_finished(self, call: CallInfo, ok: bool) -> None:
         """The span ends here, before the caller is answered: when it resumes, its call's span is done."""

@@ -225,7 +225,7 @@ def test_native_thread_call_is_a_child_of_the_callers_span_and_the_parent_of_its
     assert attrs["fairpool.queue.depth"] == 0 and attrs["fairpool.queued_s"] >= 0.0
     assert attrs["fairpool.ran_s"] > 0.0
     assert call.status.status_code == StatusCode.UNSET
-    assert events(call, "fairpool.started") == [{"fairpool.worker": worker}]
+    assert events(call, "fairpool.started") == [{}]
 
 
 @pytest.mark.timeout(30)
@@ -245,7 +245,7 @@ def test_queue_wait_is_the_time_from_the_spans_start_to_its_started_event(
         pool.shutdown(timeout=5)
     call = spans.one("call_late")
     attrs = dict(call.attributes or {})
-    assert attrs["fairpool.queue.depth"] == 0 and attrs["fairpool.pool.busy"] == 1
+    assert attrs["fairpool.queue.depth"] == 0, "the call was the first one queued"
     (started,) = [e for e in call.events if e.name == "fairpool.started"]
     assert call.start_time is not None
     gap = (started.timestamp - call.start_time) / 1e9
