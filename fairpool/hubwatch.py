@@ -13,9 +13,9 @@ logger with the stall's length and that stack, and records a ``hub blocked``
 span in the trace, on a track of its own (``hub stalls (<thread>)``), so it
 never straddles the spans of the hub's thread. The warning is logged from
 the green side: logging's locks are green under eventlet.monkey_patch(), and
-a native thread must not take them. At most one warning a second is logged
-(the next one says how many stalls went unlogged); every stall is still in
-``stalls`` and in the trace.
+a native thread must not take them. Warnings are rate-limited: up to
+:data:`WARN_BURST` at once, then one a second (the next one logged says how
+many were not); every stall is still in ``stalls`` and in the trace.
 
 The threshold is from :data:`MIN_THRESHOLD` (10 ms: below that the heartbeat
 itself would load the hub, and eventlet's own timers are not that precise)
@@ -47,8 +47,9 @@ ENV_VARIABLE = "FAIRPOOL_HUB_WATCH"
 MIN_THRESHOLD = 0.01
 #: The longest threshold, in seconds.
 MAX_THRESHOLD = 3600.0
-#: Seconds between two logged warnings at least.
-WARN_INTERVAL = 1.0
+#: Warnings logged at once at most, and then one a second (a token bucket): sparse
+#: stalls are all logged, a flood of them is not.
+WARN_BURST = 5
 #: The longest stack kept per stall (its innermost end).
 STACK_LIMIT = 8000
 
@@ -102,7 +103,8 @@ class HubWatch:
         self._hub_tid = trace.HUB_TRACK_BASE + threading.get_native_id()
         self._track_name = f"hub stalls ({threading.current_thread().name})"
         self._named_for: object = None  # the tracer (and fork generation) the track was named in
-        self._last_warning = -math.inf
+        self._tokens = float(WARN_BURST)
+        self._tokens_at = monotonic()
         self._unlogged = 0
         self._beat = monotonic()
         self._stack = ""  # caught by the watchdog during the current stall
@@ -133,14 +135,16 @@ class HubWatch:
         self.stalls.append(stall)
         del self.stalls[:-100]
         now = monotonic()
-        if now - self._last_warning >= WARN_INTERVAL:
-            self._last_warning = now
+        self._tokens = min(float(WARN_BURST), self._tokens + (now - self._tokens_at))
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
             unlogged, self._unlogged = self._unlogged, 0
             log.warning(
                 "fairpool: the eventlet hub was blocked for %.0f ms (threshold %.0f ms)%s%s",
                 late * 1e3,
                 self.threshold * 1e3,
-                f" ({unlogged} shorter-spaced stalls before it were not logged)" if unlogged else "",
+                f" ({unlogged} stalls before it were not logged)" if unlogged else "",
                 f"; the blocking green thread was at:\n{stall.stack}" if stall.stack else "",
             )
         else:

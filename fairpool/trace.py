@@ -219,6 +219,9 @@ class Tracer(PoolObserver):
         self.generation = 0  # +1 in each forked child: notes from the parent's calls are not ours
         self.tracks = _Tracks()
         self.closed = False
+        # Calls that ran but whose caller's answer is not yet told to us: a worker tells
+        # "answered" after waking the caller, who may stop recording at once.
+        self._unanswered: set[int] = set()
         self._sink = _tracefile.TraceSink(path, _process_label(), self._writer_failed)
         self.emit_tuple = self._sink.append
         try:
@@ -251,6 +254,12 @@ class Tracer(PoolObserver):
         """Write what is buffered and finish the file."""
         self.closed = True
         self._sink.close()
+
+    def settle(self, timeout: float = 0.1) -> None:
+        """Wait (at most ``timeout``) for the answers to calls that ran, before recording stops."""
+        deadline = time.monotonic() + timeout
+        while self._unanswered and time.monotonic() < deadline:
+            time.sleep(0.0002)
 
     def _writer_failed(self, why: str) -> None:
         _turn_off(self)
@@ -308,14 +317,17 @@ class Tracer(PoolObserver):
             )
         )
         note = call.notes.get(self)
-        if note is not None and note[0] == self.generation:
+        if note is not None and note[0] == self.generation:  # not answered yet (else: abandoned, closed)
             emit(("f", call.call_id, start, tid))
+            self._unanswered.add(call.call_id)
 
     def call_answered(self, call: CallInfo, outcome: str) -> None:
         """The caller got its answer (or gave up, or was refused): its wait and queued spans."""
         note = call.notes.get(self)
         if note is None or note[0] != self.generation:
             return  # submitted before recording started, or in the parent before a fork
+        call.notes[self] = _ANSWERED  # a run that ends later draws no flow arrow's end
+        self._unanswered.discard(call.call_id)
         tid = note[1]
         queued = call.t_queued * 1e6
         # A worker sends "answered" after its caller may have resumed and queued its next
@@ -358,6 +370,9 @@ class Tracer(PoolObserver):
 
     def lock_held(self, name: str, start: float, end: float) -> None:
         self.complete(f"hold {name}", "lock", start, end - start, args={"lock": name})
+
+
+_ANSWERED = (-1, 0)  # a call's note once its caller's answer is recorded
 
 
 def _process_label() -> str:
@@ -413,6 +428,7 @@ def stop() -> str | None:
         tracer, _active = _active, None
         if tracer is None:
             return None
+        tracer.settle()
         _hooks.remove_observer(tracer)
     tracer.close()
     return tracer.path

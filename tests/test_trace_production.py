@@ -621,12 +621,12 @@ def test_slices_nest_on_every_track_with_hub_stalls_on_their_own(tmp_path: Path)
             for gt in greens:
                 gt.wait()
             deadline = time.monotonic() + 5
-            while not watch.stalls and time.monotonic() < deadline:
+            while not any("blocks_the_hub" in s.stack for s in watch.stalls) and time.monotonic() < deadline:
                 eventlet.sleep(0.01)
         finally:
             watch.stop()
     evs = load(out)
-    (stall,) = spans(evs, "hub blocked")
+    (stall,) = [e for e in spans(evs, "hub blocked") if "blocks_the_hub" in e["args"]["stack"]]
     names = {e["tid"]: e["args"]["name"] for e in evs if e.get("name") == "thread_name"}
     assert names[stall["tid"]].startswith("hub stalls"), "hub stalls have a track of their own"
     assert stall["tid"] not in {e["tid"] for e in spans(evs) if e["name"] != "hub blocked"}
@@ -733,6 +733,8 @@ def test_a_hub_that_stalls_again_and_again_does_not_flood_the_log(caplog: pytest
     import ctypes
     import logging
 
+    from fairpool import hubwatch
+
     libc = ctypes.CDLL(None)
     caplog.set_level(logging.WARNING, logger="fairpool")
     watch = fairpool.watch_hub(threshold=0.01)
@@ -744,8 +746,8 @@ def test_a_hub_that_stalls_again_and_again_does_not_flood_the_log(caplog: pytest
     finally:
         watch.stop()
     logged = [r for r in caplog.records if "hub was blocked" in r.getMessage()]
-    assert len(watch.stalls) >= 10, "every stall is still kept"
-    assert 1 <= len(logged) <= 3, f"{len(logged)} warnings for about a second of stalls"
+    assert len(watch.stalls) >= 15, "every stall is still kept"
+    assert 1 <= len(logged) <= hubwatch.WARN_BURST + 2, f"{len(logged)} warnings for about a second of stalls"
 
 
 def test_no_writer_thread_means_no_trace_and_the_service_runs_on(
@@ -767,3 +769,22 @@ def test_no_writer_thread_means_no_trace_and_the_service_runs_on(
     (record,) = [r for r in caplog.records if "FAIRPOOL_TRACE" in r.getMessage()]
     assert "tracing is off" in record.getMessage()
     assert fairpool.execute(lambda: "served") == "served"
+
+
+@pytest.mark.timeout(60)
+def test_the_last_call_before_recording_stops_is_recorded_whole(tmp_path: Path) -> None:
+    """A worker tells the tracer a call was answered after waking its caller, who may stop at once."""
+    pool = fairpool.Pool(threads=2, name="last")
+    incomplete = []
+    try:
+        for i in range(30):
+            out = tmp_path / f"t{i}.json"
+            with trace.recording(str(out)):
+                pool.execute(int)  # a native caller: resumes on another thread than the one answering
+            evs = load(out)
+            kinds = sorted(e["ph"] for e in evs if e.get("cat") == "pool")
+            if kinds != ["X", "X", "X", "f", "s"]:
+                incomplete.append((i, kinds))
+    finally:
+        pool.shutdown()
+    assert not incomplete
