@@ -151,13 +151,14 @@ def _refusal(call: CallInfo) -> BaseException | None:
 
 
 class _Call:
-    """One observed call's span and when a worker took it."""
+    """One observed call's span, when a worker took it, and in which process."""
 
-    __slots__ = ("span", "started")
+    __slots__ = ("pid", "span", "started")
 
     def __init__(self, span: Span) -> None:
         self.span = span
         self.started = 0.0  # monotonic; 0.0 until a worker takes it
+        self.pid = _pid  # a forked child's copy of its parent's call is not its to end
 
 
 class OtelObserver(PoolObserver):
@@ -216,8 +217,8 @@ class OtelObserver(PoolObserver):
     def call_finished(self, call: CallInfo, ok: bool) -> None:
         """The span ends here, before the caller is answered: when it resumes, its call's span is done."""
         note: _Call | None = call.notes.pop(self, None)
-        if note is None:
-            return  # its caller gave up while it ran: the span ended then (abandoned)
+        if note is None or note.pid != os.getpid():
+            return  # its caller gave up while it ran (the span ended then), or the parent's, in a child
         self._forget(call.call_id, call.t_finished)
         span = note.span
         if not ok:
@@ -240,8 +241,8 @@ class OtelObserver(PoolObserver):
     def call_answered(self, call: CallInfo, outcome: str) -> None:
         """A call that did not finish in a worker ends here: cancelled, abandoned, closed, rejected."""
         note: _Call | None = call.notes.pop(self, None)
-        if note is None:
-            return  # it ended when the call finished
+        if note is None or note.pid != os.getpid():
+            return  # it ended when the call finished, or it is the parent's call, in a forked child
         self._forget(call.call_id, monotonic())
         span = note.span
         attributes: dict[str, Any] = {"fairpool.outcome": outcome}
@@ -317,6 +318,11 @@ class OtelObserver(PoolObserver):
         if entry is not None:
             self._ended.append((entry[0], entry[1], ended, entry[2]))
 
+    def forget_the_parents_calls(self) -> None:
+        """In a forked child: the calls in flight are the parent's; it ends their spans."""
+        self._inflight = {}
+        self._ended = deque(maxlen=ENDED_CALLS)
+
     def end_inflight(self) -> None:
         """End the spans of calls still in flight (uninstrumenting: their later events will not come)."""
         for *_, span in self._inflight.copy().values():
@@ -330,6 +336,19 @@ class OtelObserver(PoolObserver):
 
 _active: OtelObserver | None = None
 _lock = allocate_lock()
+_pid = os.getpid()  # this process's; the pool's own fork hook may answer calls before ours runs
+
+
+def _after_fork_in_child() -> None:
+    global _pid, _lock
+    _pid = os.getpid()
+    _lock = allocate_lock()  # the parent's may have been held by another thread
+    observer = _active
+    if observer is not None:
+        observer.forget_the_parents_calls()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def active() -> OtelObserver | None:

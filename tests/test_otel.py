@@ -633,6 +633,51 @@ def test_a_hub_stall_is_not_put_on_a_call_made_after_it(spans: Spans, pool2: fai
     spans.one("after")
 
 
+@pytest.mark.timeout(60)
+def test_a_forked_child_does_not_end_its_parents_spans() -> None:
+    out = run_script(
+        """
+        import os, threading, eventlet, fairpool
+        from fairpool import PoolClosed
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        fairpool.otel.instrument(provider)
+        gate = threading.Event()
+        fairpool.set_num_threads(1)
+        running = eventlet.spawn(fairpool.execute, gate.wait, 5)
+        queued = eventlet.spawn(fairpool.execute, sorted, [2, 1])
+        eventlet.sleep(0.05)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for gt in (running, queued):
+                    try:
+                        gt.wait()
+                    except PoolClosed:
+                        pass
+                fairpool.execute(abs, -1)
+                spans = [(s.name, s.attributes["fairpool.outcome"]) for s in exporter.get_finished_spans()]
+                os.write(w, repr(spans).encode())
+            finally:
+                os._exit(0)
+        gate.set()
+        running.wait(), queued.wait()
+        os.waitpid(pid, 0)
+        print(sorted((s.name, s.attributes["fairpool.outcome"]) for s in exporter.get_finished_spans()))
+        print(os.read(r, 1000).decode())
+        """
+    )
+    parent, child = out.strip().splitlines()
+    assert parent == "[('sorted', 'returned'), ('threading.Event.wait', 'returned')]", parent
+    assert child == "[('abs', 'returned')]", f"the child ended its copies of the parent's spans: {child}"
+
+
 # -- the subscription points -----------------------------------------------------------------
 
 
