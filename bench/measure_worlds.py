@@ -110,7 +110,7 @@ def native_executor() -> dict[str, Any]:
 
 
 def asyncio_calls() -> dict[str, Any]:
-    """asyncio: await run_sync(noop) against run_in_executor on the default executor; fairness under a flood."""
+    """asyncio: await run_sync(noop) against run_in_executor (default executor); fairness under a flood."""
     noop = clib.lib().fp_noop
     sleep_us = clib.lib().fp_sleep_us
     n, rounds = pick(2000, 10000), pick(3, 7)

@@ -21,13 +21,15 @@ Rules:
 from __future__ import annotations
 
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import CANCELLED as _CANCELLED
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
 from concurrent.futures._base import PENDING as _PENDING
 from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, getcurrent, green_channel
 from ._job import Job
-from ._native import TIMEOUT_MAX, allocate_lock, threading
+from ._native import TIMEOUT_MAX, allocate_lock, threading, threads_patched
 from .errors import PoolClosed
 
 __all__ = ["AsyncioWaiter", "CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
@@ -113,6 +115,25 @@ class NativeWaiter:
         pass
 
 
+class _Waiters(list[Any]):
+    """A future's list of ``concurrent.futures.wait()``/``as_completed()`` waiters.
+
+    Those waiters wake on a ``threading.Event`` made where ``wait()`` was
+    called: under ``eventlet.monkey_patch()`` a green one, which the native
+    worker that settles the future cannot set. A waiter appended here gets a
+    native Event instead, which any thread can set (a green caller of
+    ``wait()`` then blocks its hub while it waits, as documented).
+    """
+
+    def append(self, waiter: Any) -> None:
+        if threads_patched() and not isinstance(waiter.event, _NativeEvent):
+            waiter.event = _NativeEvent()
+        super().append(waiter)
+
+
+_NativeEvent = threading.Event
+
+
 class PoolFuture(Future[T]):
     """The :class:`concurrent.futures.Future` of a ``Pool.submit`` call, and that call's waiter.
 
@@ -130,7 +151,7 @@ class PoolFuture(Future[T]):
         self._state = _PENDING
         self._result = None
         self._exception = None
-        self._waiters: list[Any] = []
+        self._waiters: list[Any] = _Waiters()
         self._done_callbacks: list[Any] = []
         self._fairpool_job: Job | None = None  # set by the pool; dropped once answered
         self._fairpool_cancel: Any = None  # the pool's cancel(job), while it may be needed
@@ -145,7 +166,10 @@ class PoolFuture(Future[T]):
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
         """A worker is about to run the call: False if the future was cancelled first."""
-        return bool(self.set_running_or_notify_cancel())
+        with self._condition:
+            if self._state == _CANCELLED_AND_NOTIFIED:
+                return False  # cancel() told the waiters already
+            return bool(self.set_running_or_notify_cancel())
 
     def answer(self, job: Job | None) -> None:
         if self._fairpool_answered or job is None:
@@ -190,6 +214,11 @@ class PoolFuture(Future[T]):
     def cancel(self) -> bool:
         if not super().cancel():
             return False
+        with self._condition:
+            if self._state == _CANCELLED:
+                # Its call never runs, so no worker will tell concurrent.futures.wait()
+                # and as_completed() (CPython's does when it dequeues the item): now.
+                self.set_running_or_notify_cancel()
         self._open()
         job, cancel = self._fairpool_job, self._fairpool_cancel
         if job is not None and cancel is not None:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from ._default import default_pool
+from ._default import check_pool, default_pool
+from .errors import PoolClosed
 from .pool import Pool
 
 __all__ = ["DefaultExecutor", "install", "run_sync"]
@@ -43,16 +44,26 @@ class DefaultExecutor(ThreadPoolExecutor):
 
     Args:
         pool: The pool to run on; None makes one (``threads`` workers) that this executor owns.
-        threads: The size of the pool made when ``pool`` is None.
+        threads: The size of the pool made when ``pool`` is None, >= 1.
+
+    Raises:
+        TypeError: ``pool`` is not a Pool.
+        ValueError: ``threads`` is not an int >= 1.
     """
 
     def __init__(self, pool: Pool | None = None, *, threads: int = 8) -> None:
         # ThreadPoolExecutor.__init__ is not called: it would set up threads and
         # queues of its own. Only the methods below are used.
+        check_pool(pool)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an int >= 1, got {threads!r}")
         self.owns_pool = pool is None
         self.pool = pool if pool is not None else Pool(threads, name="asyncio")
+        self._shut_down = False  # this executor's own state: a shared pool lives on
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        if self._shut_down:
+            raise PoolClosed(f"this asyncio default executor on pool {self.pool.name!r} was shut down")
         return self.pool.submit(fn, *args, **kwargs)
 
     def map(
@@ -61,6 +72,7 @@ class DefaultExecutor(ThreadPoolExecutor):
         return self.pool.map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shut_down = True
         if self.owns_pool:
             self.pool.shutdown(wait, cancel_futures=cancel_futures)
 
@@ -77,7 +89,9 @@ def install(loop: asyncio.AbstractEventLoop | None = None, pool: Pool | None = N
 
     Raises:
         RuntimeError: ``loop`` is None and no loop is running.
+        TypeError: ``pool`` is not a Pool.
     """
+    check_pool(pool)
     if loop is None:
         loop = asyncio.get_running_loop()
     executor = DefaultExecutor(pool if pool is not None else default_pool())

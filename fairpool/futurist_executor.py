@@ -77,6 +77,8 @@ class FuturistExecutor(Pool):
             raise ValueError(f"max_workers must be an int >= 1 or None, got {max_workers!r}")
         if check_and_reject is not None and not callable(check_and_reject):
             raise TypeError(f"check_and_reject must be callable or None, got {check_and_reject!r}")
+        if max_workers is not None and "threads" in pool_options:
+            raise TypeError("give max_workers or threads, not both")
         pool_options.setdefault("name", "futurist")
         if max_workers is not None:
             pool_options["threads"] = max_workers

@@ -84,6 +84,8 @@ def monkey_patch(*, logging: bool = True) -> None:
         EventletNotInstalled: eventlet is not installed (``pip install 'fairpool[eventlet]'``).
     """
     global _saved
+    if not isinstance(logging, bool):
+        raise TypeError(f"logging must be True or False, got {logging!r}")
     if not HAVE_EVENTLET:
         raise EventletNotInstalled(
             "fairpool.monkey_patch() routes eventlet.tpool to fairpool, and eventlet is not installed: "

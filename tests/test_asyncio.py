@@ -183,3 +183,23 @@ def test_to_thread_cancelled_while_queued_never_runs(pool1: fairpool.Pool) -> No
         gate.set()
     assert ran == [], "a cancelled to_thread call ran"
     assert not pool1.closed, "asyncio.run shut down a pool the executor does not own"
+
+
+def test_the_default_executor_checks_its_arguments_and_refuses_calls_once_shut_down() -> None:
+    with pytest.raises(TypeError, match=r"pool must be a fairpool\.Pool or None, got 5"):
+        fairpool.aio.DefaultExecutor(pool=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads must be an int >= 1, got 0"):
+        fairpool.aio.DefaultExecutor(threads=0)
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match=r"pool must be a fairpool\.Pool or None, got 5"):
+            fairpool.aio.install(loop, pool=5)  # type: ignore[arg-type]
+    finally:
+        loop.close()
+    shared = fairpool.Pool(threads=1, name="shared")
+    executor = fairpool.aio.DefaultExecutor(shared)
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match="was shut down"):
+        executor.submit(int)
+    assert not shared.closed and shared.submit(int).result(timeout=5) == 0
+    shared.shutdown()

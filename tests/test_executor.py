@@ -15,7 +15,7 @@ import pytest
 import fairpool
 from fairpool import PoolClosed
 
-from .conftest import wait_until
+from .conftest import run_script, wait_until
 
 
 @pytest.fixture
@@ -254,3 +254,50 @@ def test_a_native_wait_on_a_cancelled_future_raises_cancelled_error(
     finally:
         gate.set()
         pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_a_cancelled_future_counts_as_done_for_wait_and_as_completed(gate: threading.Event) -> None:
+    pool = fairpool.Pool(threads=1, name="cancel-notify")
+    try:
+        pool.submit(_blocker, gate)
+        queued = pool.submit(int)
+        assert queued.cancel()
+        done, not_done = cf.wait([queued], timeout=5)
+        assert done == {queued} and not not_done, "wait() was never told of the cancel"
+        assert list(cf.as_completed([queued], timeout=5)) == [queued]
+        assert queued.cancel() and not queued.running()
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+    pool2 = fairpool.Pool(threads=1, name="cancel-futures-notify")
+    blocker = pool2.submit(time.sleep, 0.2)
+    wait_until(lambda: blocker.running(), what="the blocking call to start")
+    cancelled = [pool2.submit(int) for _ in range(5)]
+    pool2.shutdown(cancel_futures=True)
+    done, not_done = cf.wait(cancelled, timeout=5)
+    assert len(done) == 5 and not not_done, "shutdown(cancel_futures=True) left futures un-notified"
+    assert blocker.result(timeout=5) is None
+
+
+@pytest.mark.timeout(60)
+def test_wait_and_as_completed_work_under_monkey_patching() -> None:
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        import concurrent.futures as cf, threading, time
+        import fairpool
+        pool = fairpool.Pool(threads=2, name="patched")
+        futures = [pool.submit(time.sleep, 0.05) for _ in range(3)]
+        done, not_done = cf.wait(futures, timeout=10)
+        print(len(done), len(not_done))
+        print(len(list(cf.as_completed([pool.submit(int) for _ in range(3)], timeout=10))))
+        result = []
+        t = threading.Thread(target=lambda: result.append(len(cf.wait([pool.submit(int)], timeout=10)[0])))
+        t.start(); t.join()
+        print(result[0])
+        pool.shutdown()
+        """
+    )
+    assert out.split() == ["3", "0", "3", "1"], out

@@ -59,3 +59,8 @@ def test_statistics_are_futurists_and_the_pools_figures_stay_reachable() -> None
 def test_bad_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         fairpool.FuturistExecutor(**kwargs)  # type: ignore[arg-type]
+
+
+def test_max_workers_and_threads_together_are_refused() -> None:
+    with pytest.raises(TypeError, match="give max_workers or threads, not both"):
+        fairpool.FuturistExecutor(max_workers=2, threads=3)

@@ -213,3 +213,9 @@ def test_a_logging_handler_alive_at_exit_leaves_no_greenlet_error() -> None:
     assert proc.returncode == 0 and proc.stdout == "pass\n", proc.stderr
     assert "greenlet is being finalized" not in proc.stderr, proc.stderr
     assert "were not greened" not in proc.stderr, proc.stderr
+
+
+def test_monkey_patch_logging_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="logging must be True or False, got 'no'"):
+        fairpool.monkey_patch(logging="no")  # type: ignore[arg-type]
+    assert not fairpool.is_patched()
