@@ -157,12 +157,18 @@ class Core:
     @staticmethod
     def _answer_one(job: Job) -> None:
         state = job.state
+        info = job.info
+        if info is not None:  # before the waiter: the observers hear of it before the caller resumes
+            job.info = None
+            if state == DONE:
+                outcome = "returned" if job.ok else "raised"
+            elif state == CLOSED and job.t_started == 0.0 and job.rejected:
+                outcome = "rejected"
+            else:
+                outcome = _OUTCOMES[state]
+            _hooks.notify("call_answered", info, outcome)
         if state == DONE or state == CLOSED:
             job.waiter.answer(job)
-        if job.info is not None:
-            outcome = ("returned" if job.ok else "raised") if state == DONE else _OUTCOMES[state]
-            _hooks.notify("call_answered", job.info, outcome)
-            job.info = None
 
     # -- moves, under the lock ---------------------------------------------
     def take_in_locked(self, job: Job, out: list[Job]) -> None:
@@ -173,10 +179,12 @@ class Core:
                 self.cancelled += 1
                 out.append(job)
             elif self.closed:
+                job.rejected = True
                 self.close_locked(job, self.closed_error(), out)
             else:
                 error = self.admission.admit(job, self.workers.coming)
                 if error is not None:
+                    job.rejected = True
                     self.close_locked(job, error, out)
                 else:
                     self.submitted += 1

@@ -84,10 +84,12 @@ class PoolObserver:
         """The call returned (``ok``) or raised, in the worker (worker's thread)."""
 
     def call_answered(self, call: CallInfo, outcome: str) -> None:
-        """The call's caller was answered or left.
+        """The call's caller was answered or left (sent before the caller resumes).
 
-        ``outcome`` is one of ``returned``, ``raised``, ``closed`` (answered
-        with an error by a shutdown, exit, fork or refused admission),
+        ``outcome`` is one of ``returned``, ``raised``, ``rejected`` (refused
+        as it was handed in: the pool was shut down, or its queue full with
+        ``on_full="raise"``), ``closed`` (answered with an error by a shutdown's
+        timeout, exit, fork, a fault, or no worker),
         ``cancelled`` (the caller gave up while it was queued) or
         ``abandoned`` (the caller gave up while it ran).
         """

@@ -73,6 +73,7 @@ class Job:
         # Changed under the pool's lock only, through move().
         "state",
         "held",  # QUEUED but waiting for room in a bounded queue (admission's own flag)
+        "rejected",  # CLOSED at admission (pool closed, queue full): the outcome observers see
         # Set by the caller (any thread, a plain store): the pool applies it when it takes the job in.
         "cancel_requested",
         # The outcome: set under the lock by whoever moved the job into DONE or CLOSED.
@@ -96,6 +97,7 @@ class Job:
         self.info: Any = None
         self.state = NEW
         self.held = False
+        self.rejected = False
         self.cancel_requested = False
         self.ok = False
         self.result: Any = None

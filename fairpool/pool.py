@@ -18,10 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from . import _hubchannel, _lifecycle, _snapshot, _workers
+from . import _hooks, _hubchannel, _lifecycle, _snapshot, _workers
 from ._core import Core
 from ._fairqueue import POLICIES
-from ._job import Job
+from ._job import Job, describe
 from ._native import TIMEOUT_MAX, holds_import_lock, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
@@ -201,10 +201,20 @@ class Pool(Executor):
         return job.unwrap()
 
     def _check_call(self, fn: object) -> None:
-        if self._core.closed:
-            raise self._core.closed_error()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
+        if self._core.closed:
+            raise self._refused(fn, self._core.closed_error())
+
+    def _refused(self, fn: Any, error: Exception) -> Exception:
+        """``error``, for a call refused before it was handed in; observers see it as rejected."""
+        if _hooks.observers:
+            core = self._core
+            lane = self._new_job(fn, (), {}).lane
+            info = _hooks.CallInfo(self.name, describe(fn), lane, monotonic(), len(core.admission), core.busy)
+            _hooks.notify("call_submitted", info)
+            _hooks.notify("call_answered", info, "rejected")
+        return error
 
     def _new_job(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         entry = _current.get()
@@ -258,7 +268,7 @@ class Pool(Executor):
             return future
         admission = core.admission
         if admission.raise_when_full and admission.full(core.workers.coming):
-            raise admission.full_error(fn)  # refused here, where the caller can see it
+            raise self._refused(fn, admission.full_error(fn))  # refused here, where the caller can see it
         job = self._new_job(fn, args, kwargs)
         job.waiter = future
         future._fairpool_job = job

@@ -85,3 +85,21 @@ def test_an_observer_that_wants_context_has_calls_run_in_their_callers_context()
     request_id.set("req-43")
     assert pool.execute(request_id.get) == "none", "without such an observer, calls run in the worker's"
     pool.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_refused_calls_are_observed_as_rejected(recorder: Recorder) -> None:
+    gate = threading.Event()
+    pool = fairpool.Pool(threads=1, max_queue=1, on_full="raise", name="refusing")
+    try:
+        with pytest.raises(fairpool.QueueFull):
+            for _ in range(10):  # one running (or about to), one queued, then the bound
+                pool.submit(gate.wait, 10)
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+    with pytest.raises(fairpool.PoolClosed):
+        pool.execute(int)
+    outcomes = [extra for event, _, extra in recorder.events if event == "answered"]
+    assert outcomes.count("rejected") == 2, outcomes
+    assert "closed" not in outcomes, outcomes

@@ -689,7 +689,6 @@ def test_a_refused_call_leaves_a_closed_span_and_no_open_flow(tmp_path: Path, ga
     assert sorted(e["id"] for e in evs if e["ph"] == "s") == sorted(e["id"] for e in evs if e["ph"] == "f")
 
 
-@pytest.mark.xfail(reason="needs the core to send call_answered(call, 'rejected') for a refused admission")
 def test_a_call_refused_as_full_is_recorded_as_rejected(tmp_path: Path, gate: threading.Event) -> None:
     pool = fairpool.Pool(threads=1, name="full", max_queue=1, on_full="raise")
     out = tmp_path / "t.json"
