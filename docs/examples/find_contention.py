@@ -41,11 +41,12 @@ def spawn(instance: int) -> None:
 
 
 def main(path: str) -> None:
-    with fairpool.trace.recording(path):
+    with fairpool.trace.recording(path) as tracer:
         boots = [eventlet.spawn(spawn, i) for i in range(12)]
         for gt in boots:
             gt.wait()
-    spans, names = report.load_spans([__import__("pathlib").Path(path)])
+    # tracer.path: where the trace went (beside ``path`` if that file existed already)
+    spans, names = report.load_spans([__import__("pathlib").Path(tracer.path)])
     print(report.render(spans, names, top=6))
 
 
