@@ -89,8 +89,8 @@ ENDED_CALLS = 1024
 _DESCRIPTIONS = {
     "cancelled": "cancelled: the caller gave up while the call was queued; it never ran",
     "abandoned": "abandoned: the caller gave up while the call ran; its outcome was dropped",
-    "closed": "closed: the pool shut down (or failed) before the call was answered",
-    "rejected": "rejected: the pool refused the call",
+    "closed": "closed: the pool shut down (or failed) before the call was answered",  # after taking it
+    "rejected": "rejected: the pool refused the call (it was shut down, or its queue was full)",
 }
 
 
@@ -119,7 +119,7 @@ def _wall_ns_of(monotonic_us: float) -> int:
     return int(time.time_ns() - time.monotonic_ns()) + int(monotonic_us * 1000.0)
 
 
-# -- what the core does not hand over (yet): read from its frames, only on the rare paths ------
+# -- what the core does not hand over (yet): read from its frame, only for calls that raised ------
 
 
 def _worker_exception() -> BaseException | None:
@@ -131,21 +131,6 @@ def _worker_exception() -> BaseException | None:
         if frame.f_code.co_name == "work":
             result = frame.f_locals.get("result")
             return result if isinstance(result, BaseException) else None
-        frame = frame.f_back
-    return None
-
-
-def _refusal(call: CallInfo) -> BaseException | None:
-    """In ``call_answered`` with ``closed``: the error, if the pool is refusing the call inside its submit."""
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(16):
-        if frame is None:
-            return None
-        if frame.f_code.co_name == "submit":
-            job = frame.f_locals.get("job")
-            if job is not None and getattr(job, "info", None) is call:
-                error = getattr(job, "result", None)
-                return error if isinstance(error, BaseException) else None
         frame = frame.f_back
     return None
 
@@ -246,11 +231,6 @@ class OtelObserver(PoolObserver):
         self._forget(call.call_id, monotonic())
         span = note.span
         attributes: dict[str, Any] = {"fairpool.outcome": outcome}
-        error: BaseException | None = None
-        if outcome == "closed" and not note.started:
-            error = _refusal(call)
-            if error is not None:
-                attributes["fairpool.outcome"] = outcome = "rejected"
         if note.started:
             attributes["fairpool.worker"] = call.worker
             attributes["fairpool.queued_s"] = note.started - call.t_queued
@@ -258,9 +238,6 @@ class OtelObserver(PoolObserver):
             attributes["fairpool.queued_s"] = monotonic() - call.t_queued
         span.set_attributes(attributes)
         description = _DESCRIPTIONS.get(outcome, f"{outcome}: the call did not return")
-        if error is not None:
-            span.record_exception(error)
-            description = _bounded(f"{description} ({_describe_error(error)})")
         span.set_status(self._status(self._error, description))
         span.end()
 

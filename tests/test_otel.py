@@ -379,23 +379,33 @@ def test_green_callers_that_give_up_while_queued_and_while_running(
 
 
 @pytest.mark.timeout(30)
-def test_a_call_refused_by_a_full_queue_is_rejected(spans: Spans, gate: threading.Event) -> None:
+def test_calls_refused_by_a_full_queue_or_a_closed_pool_are_rejected(
+    spans: Spans, gate: threading.Event
+) -> None:
     pool = fairpool.Pool(threads=1, name="bounded", max_queue=1, on_full="raise")
     try:
         busy = pool.submit(gate.wait, 10)
         wait_until(lambda: pool.statistics().busy == 1, what="the worker to be busy")
         queued = pool.submit(int, "1")
-        with pytest.raises(fairpool.QueueFull):
-            pool.execute(inner_span(spans.tracer, "refused"))
+        with spans.tracer.start_as_current_span("request"):
+            with pytest.raises(fairpool.QueueFull):
+                pool.execute(inner_span(spans.tracer, "full-execute"))
+            with pytest.raises(fairpool.QueueFull):
+                pool.submit(inner_span(spans.tracer, "full-submit"))
         gate.set()
         busy.result(10)
         queued.result(10)
     finally:
         pool.shutdown(timeout=5)
-    call = spans.one("call_refused")
-    assert (call.attributes or {})["fairpool.outcome"] == "rejected"
-    assert call.status.status_code == StatusCode.ERROR and "QueueFull" in (call.status.description or "")
-    assert str(events(call, "exception")[0]["exception.type"]).endswith("QueueFull")
+    with pytest.raises(fairpool.PoolClosed):
+        pool.execute(inner_span(spans.tracer, "closed-execute"))
+    request = spans.one("request")
+    for name in ("full-execute", "full-submit", "closed-execute"):
+        call = spans.one(f"call_{name}")
+        assert (call.attributes or {})["fairpool.outcome"] == "rejected", name
+        assert call.status.status_code == StatusCode.ERROR and "refused" in (call.status.description or "")
+        assert not [s for s in spans.all() if s.name == name], f"{name} ran"
+    assert parent_of(spans.one("call_full-execute")) == span_id(request)
 
 
 @pytest.mark.timeout(30)
