@@ -1043,4 +1043,5 @@ def test_the_demo_follows_its_slowest_boot_across_both_processes(tmp_path: Path)
     assert len([s for s in spans if s["name"] == "build_and_run_instance"]) == 12
     assert len([s for s in spans if s["name"] == "libvirt.usleep"]) == 36
     stalls = [s for s in spans if s["name"] == "fairpool.hub_stall"]
-    assert stalls and all("sync_power_states" in s["attributes"]["code.stacktrace"] for s in stalls)
+    # Its periodic task blocks the hub once (a loaded machine may add stalls of its own).
+    assert any("sync_power_states" in s["attributes"].get("code.stacktrace", "") for s in stalls), stalls
