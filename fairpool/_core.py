@@ -82,10 +82,6 @@ class Core:
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
         self.run_total = 0.0  # seconds the calls that finished ran, in all
 
-    @property
-    def size(self) -> int:
-        return self.workers.size
-
     def closed_error(self) -> PoolClosed:
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
 
@@ -162,7 +158,7 @@ class Core:
             job.info = None
             if state == DONE:
                 outcome = "returned" if job.ok else "raised"
-            elif state == CLOSED and job.t_started == 0.0 and job.rejected:
+            elif state == CLOSED and job.rejected:
                 outcome = "rejected"
             else:
                 outcome = _OUTCOMES[state]
