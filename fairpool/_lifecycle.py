@@ -29,8 +29,7 @@ from ._core import Core
 from ._hublock import HubLock
 from ._job import NEW
 from ._native import get_ident, monotonic, os, stdlib_threading
-from ._waiters import CancelledByShutdown
-from .errors import PoolClosed
+from .errors import CancelledByShutdown, PoolClosed
 
 __all__ = ["close_at_exit", "register", "reopen", "shutdown"]
 

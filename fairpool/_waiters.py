@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 from ._hubchannel import HubChannel, getcurrent, green_channel
 from ._job import Job
 from ._native import TIMEOUT_MAX, allocate_lock, threading, threads_patched
-from .errors import PoolClosed
+from .errors import CancelledByShutdown
 
-__all__ = ["AsyncioWaiter", "CancelledByShutdown", "GreenWaiter", "NativeWaiter", "PoolFuture"]
+__all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture"]
 
 T = TypeVar("T")
 
@@ -298,7 +298,3 @@ class AsyncioWaiter:
 
     def reset_after_fork(self) -> None:
         pass
-
-
-class CancelledByShutdown(PoolClosed):
-    """The answer of a queued call at ``shutdown(cancel_futures=True)``: futures are cancelled with it."""

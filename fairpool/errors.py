@@ -35,3 +35,10 @@ class EventletNotInstalled(FairpoolError, ImportError):
 
     Install fairpool's green mode with ``pip install 'fairpool[eventlet]'``.
     """
+
+
+class CancelledByShutdown(PoolClosed):
+    """The answer of a queued call at ``shutdown(cancel_futures=True)``: futures are cancelled with it.
+
+    Internal: callers see ``PoolClosed`` (or a cancelled future).
+    """
