@@ -162,6 +162,8 @@ class Core:
                 outcome = "rejected"
             else:
                 outcome = _OUTCOMES[state]
+            if state == CLOSED:
+                info.error = job.result
             _hooks.notify("call_answered", info, outcome)
         if state == DONE or state == CLOSED:
             job.waiter.answer(job)

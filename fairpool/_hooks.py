@@ -38,6 +38,7 @@ class CallInfo:
         "busy",
         "call_id",
         "context",
+        "error",
         "lane",
         "name",
         "notes",
@@ -55,12 +56,15 @@ class CallInfo:
         self.name = name  #: the called function's name
         self.lane = lane
         self.t_queued = t_queued  #: monotonic seconds
-        self.t_started = 0.0  #: 0.0 until a worker starts it
+        self.t_started = 0.0  #: 0.0 until a worker starts it (set before ``call_started``)
         self.t_finished = 0.0
         self.worker = ""  #: the worker thread's name, once started
         self.queued = queued  #: the pool's queue depth at the last event
         self.busy = busy  #: the pool's busy workers at the last event
         self.notes: dict[Any, Any] = {}  #: per-observer notes, keyed by the observer
+        #: The exception the call raised (set before ``call_finished``), or the one its
+        #: caller is answered with when it is rejected or closed; else None.
+        self.error: BaseException | None = None
         #: A copy of the caller's contextvars context, in which the worker runs the call,
         #: while an observer asks for it (``wants_context``); else None.
         self.context: contextvars.Context | None = None

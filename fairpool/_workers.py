@@ -210,17 +210,18 @@ def work(core: Core, worker: Worker) -> None:
             if fault_hook is not None:
                 fault_hook("before run", job)
             info = job.info
-            if info is not None:
-                info.worker = worker.name
-                _hooks.notify("call_started", info)
             job.t_started = monotonic()
+            if info is not None:
+                info.worker, info.t_started = worker.name, job.t_started
+                _hooks.notify("call_started", info)
             if info is not None and info.context is not None:
                 ok, result = info.context.run(run_call, job)  # in a copy of its caller's context
             else:
                 ok, result = run_call(job)
             job.t_finished = monotonic()
             if info is not None:
-                info.t_started, info.t_finished = job.t_started, job.t_finished
+                info.t_finished = job.t_finished
+                info.error = None if ok else result
                 _hooks.notify("call_finished", info, ok)
             if fault_hook is not None:
                 fault_hook("after run", job)

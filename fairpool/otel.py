@@ -45,7 +45,6 @@ thread, submitted at, ended at, caller's span context)), a bounded deque.
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +55,6 @@ from ._native import allocate_lock, get_ident, monotonic, os, start_thread, thre
 from .errors import FairpoolError
 
 if TYPE_CHECKING:
-    from types import FrameType
 
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -122,19 +120,6 @@ def _wall_ns_of(monotonic_us: float) -> int:
 # -- what the core does not hand over (yet): read from its frame, only for calls that raised ------
 
 
-def _worker_exception() -> BaseException | None:
-    """In ``call_finished`` for a call that raised: the exception, from the worker loop's frame."""
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(4):
-        if frame is None:
-            return None
-        if frame.f_code.co_name == "work":
-            result = frame.f_locals.get("result")
-            return result if isinstance(result, BaseException) else None
-        frame = frame.f_back
-    return None
-
-
 class _Call:
     """One observed call's span, when a worker took it, and in which process."""
 
@@ -195,7 +180,7 @@ class OtelObserver(PoolObserver):
         note: _Call | None = call.notes.get(self)
         if note is None:
             return
-        note.started = monotonic()
+        note.started = call.t_started
         if note.span.is_recording():
             note.span.add_event("fairpool.started")
 
@@ -207,7 +192,7 @@ class OtelObserver(PoolObserver):
         self._forget(call.call_id, call.t_finished)
         span = note.span
         if not ok:
-            exc = _worker_exception()
+            exc = call.error
             if exc is None:
                 span.set_status(self._status(self._error, "the call raised"))
             else:
@@ -238,6 +223,8 @@ class OtelObserver(PoolObserver):
             attributes["fairpool.queued_s"] = monotonic() - call.t_queued
         span.set_attributes(attributes)
         description = _DESCRIPTIONS.get(outcome, f"{outcome}: the call did not return")
+        if call.error is not None:  # which refusal or closing: PoolClosed, QueueFull, a fault
+            description = f"{description}: {_describe_error(call.error)}"
         span.set_status(self._status(self._error, description))
         span.end()
 

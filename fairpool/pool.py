@@ -213,6 +213,7 @@ class Pool(Executor):
             lane = self._new_job(fn, (), {}).lane
             info = _hooks.CallInfo(self.name, describe(fn), lane, monotonic(), len(core.admission), core.busy)
             _hooks.notify("call_submitted", info)
+            info.error = error
             _hooks.notify("call_answered", info, "rejected")
         return error
 
