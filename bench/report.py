@@ -284,6 +284,29 @@ def render(data: dict[str, Any], markdown: bool) -> str:
         t.add(f"a @traced call, recording ({d['events_per_call_on']:.0f} events)", d["median_us"]["on"])
         t.add("cost per event when recording", d["cost_per_event_on_us"])
         parts.append(t.render())
+    d = data.get("native_executor")
+    if d:
+        t = Table(
+            f"{d['callers']} native-thread callers of a no-op C call, {d['threads']} threads",
+            ["design", "calls/s", "x ThreadPoolExecutor", "sequential us"],
+            markdown,
+        )
+        base = d["calls_per_s"]["threadpoolexecutor submit"]
+        for name, rate in d["calls_per_s"].items():
+            t.add(name, rate, rate / base, d["sequential_us"][name])
+        parts.append(t.render())
+    d = data.get("asyncio_calls")
+    if d:
+        t = Table("asyncio: awaiting a no-op C call", ["how", "median us"], markdown)
+        for name, us in d["latency_us"].items():
+            t.add(name, us)
+        f = d["fairness"]
+        t.add(
+            f"an interactive {f['call_ms']:.0f} ms call while a bulk lane floods 2 threads "
+            f"with {f['bulk_calls']:.0f} calls",
+            f"{f['interactive_ms_median'] * 1e3:,.0f}",
+        )
+        parts.append(t.render())
     return "\n".join(parts)
 
 

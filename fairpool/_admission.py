@@ -42,7 +42,8 @@ class Admission:
 
     def admit(self, job: Job, coming: int) -> QueueFull | None:
         """Queue a NEW job (or hold it for room). Returns the error to answer it with instead."""
-        if self.full(coming):
+        max_queue = self.max_queue  # full(), inline: this runs for every call
+        if max_queue is not None and len(self.queue) - coming >= max_queue:
             if self.raise_when_full:
                 return self.full_error(job.fn)
             job.held = True
@@ -55,7 +56,7 @@ class Admission:
     def take(self, coming: int) -> Job | None:
         """The next call for a worker, or None; a held call moves up into the freed room."""
         job = self.queue.pop()
-        if job is not None:
+        if job is not None and self.held._live:  # the set itself: len() of the queue is a Python call
             self._make_room(coming)
         return job
 

@@ -1,15 +1,14 @@
 """The pool core: every move of a pool's jobs, under its one lock.
 
-A call's path: ``execute`` makes a :class:`~fairpool._job.Job` and a waiter
-(``fairpool._waiters``), hands the job in (``_submit``), and waits. Under the
-lock the job is admitted (``take_in_locked``) and a worker is woken or
-started (``_dispatch_locked``). The worker (``fairpool._workers.work``) takes
-it (``next_locked``), runs it unlocked, and accounts for it
-(``finish_locked``). Every function whose name ends in ``_locked`` runs
-under the lock and appends the jobs it moved into a final state to ``out``;
-:meth:`Core.unlock` releases the lock and only then answers them
-(:meth:`Core.answer`). Nothing is answered, and no observer is called, while
-the lock is held.
+A call's path: ``Pool._call`` makes a :class:`~fairpool._job.Job` and a waiter
+(``fairpool._waiters``), hands the job in (``submit``) and waits. Under the lock
+the job is admitted (``take_in_locked``) and a worker woken or started
+(``_dispatch_locked``); the worker (``fairpool._workers.work``) takes it
+(``next_locked``), runs it unlocked, and accounts for it (``finish_locked``).
+Functions ending in ``_locked`` run under the lock and append the jobs they
+moved into a final state to ``out``; :meth:`Core.unlock` releases the lock and
+only then answers them (:meth:`Core.answer`). Nothing is answered, and no
+observer is called, while the lock is held.
 
 Which thread touches what:
 
@@ -104,11 +103,12 @@ class Core:
         self._sync(job, green)
 
     def _sync(self, job: Job, green: bool) -> None:
-        """Have the pool look at ``job`` under the lock (now, or by the holder for the hub)."""
+        """Have the pool look at ``job`` under the lock: now, or (the hub) by the holder."""
         out: list[Job] = []
         if green:
             if not self.lock.acquire_or_leave(job, out):
-                self.answer(out)
+                if out:
+                    self.answer(out)
                 return
         else:
             self.lock.acquire()
@@ -145,28 +145,24 @@ class Core:
         """
         for i, job in enumerate(jobs):
             try:
-                self._answer_one(job)
+                state = job.state
+                info = job.info
+                if info is not None:  # before the waiter: observers hear of it before the caller resumes
+                    job.info = None
+                    if state == DONE:
+                        outcome = "returned" if job.ok else "raised"
+                    elif state == CLOSED and job.rejected:
+                        outcome = "rejected"
+                    else:
+                        outcome = _OUTCOMES[state]
+                    if state == CLOSED:
+                        info.error = job.result
+                    _hooks.notify("call_answered", info, outcome)
+                if state == DONE or state == CLOSED:
+                    job.waiter.answer(job)
             except BaseException:
                 self.answer(jobs[i + 1 :])
                 raise
-
-    @staticmethod
-    def _answer_one(job: Job) -> None:
-        state = job.state
-        info = job.info
-        if info is not None:  # before the waiter: the observers hear of it before the caller resumes
-            job.info = None
-            if state == DONE:
-                outcome = "returned" if job.ok else "raised"
-            elif state == CLOSED and job.rejected:
-                outcome = "rejected"
-            else:
-                outcome = _OUTCOMES[state]
-            if state == CLOSED:
-                info.error = job.result
-            _hooks.notify("call_answered", info, outcome)
-        if state == DONE or state == CLOSED:
-            job.waiter.answer(job)
 
     # -- moves, under the lock ---------------------------------------------
     def take_in_locked(self, job: Job, out: list[Job]) -> None:
@@ -228,9 +224,10 @@ class Core:
     def next_locked(self, worker: Worker) -> Any:
         """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
         admission, workers = self.admission, self.workers
-        workers.arrived(worker)
+        if worker.coming:
+            workers.arrived(worker)
         while True:
-            if workers.should_retire(len(admission)):
+            if len(workers.all) > workers.size and workers.should_retire(len(admission)):
                 return workers.retire(worker)
             job = admission.take(workers.coming)
             if job is None:

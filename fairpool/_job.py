@@ -52,7 +52,10 @@ TRANSITIONS: dict[tuple[int, int], str] = {
     (RUNNING, ABANDONED): "the caller (timeout, kill)",
     (RUNNING, CLOSED): "shutdown's timeout, fork, or a fault in the worker's loop",
 }
-_ALLOWED = frozenset(TRANSITIONS)
+# For each state, the states it may move to (indexed by state: one lookup on the hot path).
+_NEXT: tuple[frozenset[int], ...] = tuple(
+    frozenset(b for (a, b) in TRANSITIONS if a == state) for state in range(len(STATE_NAMES))
+)
 
 #: The states whose waiter is answered.
 ANSWERED = (DONE, CLOSED)
@@ -122,7 +125,7 @@ class Job:
 
 def move(job: Job, to: int) -> bool:
     """Move ``job`` to state ``to`` if :data:`TRANSITIONS` allows it. Call under the pool's lock."""
-    if (job.state, to) in _ALLOWED:
+    if to in _NEXT[job.state]:
         job.state = to
         return True
     return False

@@ -50,6 +50,7 @@ class GreenWaiter:
     """
 
     __slots__ = ("answered", "channel", "greenlet", "waiting")
+    needs_start = False  # only a future can be cancelled in a way the worker must check
 
     def __init__(self, channel: HubChannel) -> None:
         self.greenlet = getcurrent()
@@ -93,6 +94,7 @@ class NativeWaiter:
     """A native thread blocked on a lock of its own."""
 
     __slots__ = ("_lock", "answered")
+    needs_start = False
 
     def __init__(self) -> None:
         self._lock = allocate_lock()
@@ -137,12 +139,16 @@ _NativeEvent = threading.Event
 class PoolFuture(Future[T]):
     """The :class:`concurrent.futures.Future` of a ``Pool.submit`` call, and that call's waiter.
 
+    ``needs_start``: a worker calls :meth:`start` before running the call.
+
     * Waiting on it from a green thread (``result()``, ``exception()``) waits
       green: the hub runs other green threads meanwhile.
     * ``cancel()`` succeeds while the call is queued, and takes it out: it never runs.
     * It is settled from the answering thread, after the pool's lock is
       released; its done-callbacks run there.
     """
+
+    needs_start = True
 
     def __init__(self) -> None:
         # Future.__init__'s fields, made here so that its Condition is native
@@ -275,6 +281,7 @@ class AsyncioWaiter:
     """An asyncio task awaiting its call: the answer is handed to its loop's thread."""
 
     __slots__ = ("answered", "future", "loop")
+    needs_start = False
 
     def __init__(self, loop: Any) -> None:
         self.loop = loop

@@ -92,8 +92,12 @@ class WorkerSet:
 
     def wake_one(self) -> bool:
         """Wake an idle worker; False if none is idle."""
-        if self.idle:
-            self._wake(self.idle.pop())
+        idle = self.idle
+        if idle:
+            worker = idle.pop()
+            worker.coming = True
+            self.coming += 1
+            worker.wake.release()
             return True
         return False
 
@@ -204,7 +208,8 @@ def work(core: Core, worker: Worker) -> None:
                 continue
             if job is EXIT:
                 return
-            if not job.waiter.start():  # a future cancelled just now: it must not run
+            waiter = job.waiter
+            if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
                 core.not_started(worker)
                 continue
             if fault_hook is not None:

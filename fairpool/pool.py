@@ -25,7 +25,7 @@ from ._job import Job, describe
 from ._native import TIMEOUT_MAX, holds_import_lock, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
-from ._workers import current_core
+from ._workers import _worker_local, current_core
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics
 
@@ -177,9 +177,12 @@ class Pool(Executor):
         core = self._core
         if core.closed or not callable(fn):
             self._check_call(fn)
-        if core.workers.size == 0 or current_core() is core or holds_import_lock():
+        if core.workers.size == 0 or _worker_local.core is core or holds_import_lock():
             return self._run_inline(fn, args, kwargs)
-        job = self._new_job(fn, args, kwargs)
+        if core.lane_key is None and _current.get() is None:
+            job = Job(fn, args, kwargs, DEFAULT_LANE, 1)  # _new_job's common case, inline
+        else:
+            job = self._new_job(fn, args, kwargs)
         channel = _hubchannel.green_channel()
         if channel is None:
             native = job.waiter = NativeWaiter()
