@@ -146,9 +146,11 @@ def _what(path: str) -> str | None:
         st = os.lstat(path)
     except OSError:
         return None
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return None
+    return None if stat.S_ISREG(st.st_mode) else file_kind(st.st_mode)
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words, when it is not a regular file."""
     for test, name in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),

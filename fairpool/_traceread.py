@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._native import os
+from ._tracefile import file_kind
 from .errors import FairpoolError
 
 __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "MAX_FILE_BYTES", "ReportError", "TraceReader"]
@@ -39,19 +40,6 @@ CHUNK_BYTES = 256 * 1024
 
 class ReportError(FairpoolError):
     """A trace file is missing, not a regular file, too large, or not trace-event JSON."""
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _depth(value: Any, limit: int) -> bool:
@@ -109,7 +97,7 @@ class TraceReader:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise self.error(f"not a regular file ({_kind(st.st_mode)}): only trace files are read")
+                raise self.error(f"not a regular file ({file_kind(st.st_mode)}): only trace files are read")
             if st.st_size > MAX_FILE_BYTES:
                 raise self.error(f"{st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
             if st.st_size == 0:
