@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -57,30 +58,35 @@ def test_the_loop_runs_other_tasks_while_a_call_waits(pool1: fairpool.Pool) -> N
     assert asyncio.run(main()) >= 10, "the event loop was blocked while the call ran"
 
 
-@pytest.mark.timeout(30)
-def test_a_task_cancelled_while_its_call_is_queued_never_runs_it(pool1: fairpool.Pool) -> None:
+def _cancel_a_queued_call(pool: fairpool.Pool, start: Callable[..., Awaitable[Any]]) -> list[str]:
+    """Fill ``pool``'s one thread, queue a call through ``start(fn, *args)``, cancel its task; what ran."""
     gate = threading.Event()
     ran: list[str] = []
 
     async def main() -> None:
-        blocker = asyncio.create_task(pool1.run_sync(gate.wait, 10))
-        while pool1.statistics().busy == 0:
+        blocker = asyncio.create_task(start(gate.wait, 10))
+        while pool.statistics().busy == 0:
             await asyncio.sleep(0.001)
-        queued = asyncio.create_task(pool1.run_sync(ran.append, "queued"))
-        while pool1.statistics().queued == 0:
+        queued = asyncio.create_task(start(ran.append, "queued"))
+        while pool.statistics().queued == 0:
             await asyncio.sleep(0.001)
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued
         gate.set()
         assert await blocker is True
-        assert await pool1.run_sync(lambda: "after") == "after"
+        assert await start(lambda: "after") == "after"
 
     try:
         asyncio.run(main())
     finally:
         gate.set()
-    assert ran == [], "the cancelled task's call ran"
+    return ran
+
+
+@pytest.mark.timeout(30)
+def test_a_task_cancelled_while_its_call_is_queued_never_runs_it(pool1: fairpool.Pool) -> None:
+    assert _cancel_a_queued_call(pool1, pool1.run_sync) == [], "the cancelled task's call ran"
     assert pool1.statistics().cancelled == 1
 
 
@@ -160,29 +166,13 @@ def test_install_makes_to_thread_and_run_in_executor_run_on_fairpool() -> None:
 
 @pytest.mark.timeout(30)
 def test_to_thread_cancelled_while_queued_never_runs(pool1: fairpool.Pool) -> None:
-    gate = threading.Event()
-    ran: list[str] = []
+    def to_thread(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        fairpool.aio.install(pool=pool1)  # in the running loop, before each call: idempotent
+        return asyncio.to_thread(fn, *args)
 
-    async def main() -> None:
-        fairpool.aio.install(pool=pool1)
-        blocker = asyncio.create_task(asyncio.to_thread(gate.wait, 10))
-        while pool1.statistics().busy == 0:
-            await asyncio.sleep(0.001)
-        queued = asyncio.create_task(asyncio.to_thread(ran.append, "queued"))
-        while pool1.statistics().queued == 0:
-            await asyncio.sleep(0.001)
-        queued.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await queued
-        gate.set()
-        await blocker
-
-    try:
-        asyncio.run(main())
-    finally:
-        gate.set()
-    assert ran == [], "a cancelled to_thread call ran"
+    assert _cancel_a_queued_call(pool1, to_thread) == [], "a cancelled to_thread call ran"
     assert not pool1.closed, "asyncio.run shut down a pool the executor does not own"
+    assert pool1.statistics().cancelled == 1
 
 
 def test_the_default_executor_checks_its_arguments_and_refuses_calls_once_shut_down() -> None:
