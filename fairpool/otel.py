@@ -55,7 +55,6 @@ from ._native import allocate_lock, get_ident, monotonic, os, start_thread, thre
 from .errors import FairpoolError
 
 if TYPE_CHECKING:
-
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider

@@ -138,9 +138,7 @@ class Pool(Executor):
             )
         if not isinstance(batch_scheduling, bool):
             raise ValueError(f"batch_scheduling must be True or False, got {batch_scheduling!r}")
-        self._core = Core(
-            name, threads, policy, lane_key, max_queue, on_full, "threads", batch_scheduling
-        )
+        self._core = Core(name, threads, policy, lane_key, max_queue, on_full, "threads", batch_scheduling)
         _lifecycle.register(self._core)
         self.name = name
         self.policy = policy
@@ -394,5 +392,3 @@ class Pool(Executor):
             f"<fairpool.Pool {self.name!r} {state} policy={self.policy} "
             f"threads={len(core.workers.all)}/{core.workers.size} queued={len(core.admission)}>"
         )
-
-

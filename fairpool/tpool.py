@@ -39,6 +39,7 @@ if HAVE_EVENTLET:
     EXC_CLASSES = (Exception, _timeout.Timeout)
 SYS_EXCS = (GeneratorExit, KeyboardInterrupt, SystemExit)
 
+
 def execute(meth: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``meth(*args, **kwargs)`` in the default pool; see :meth:`fairpool.Pool.execute`."""
     return (_default.current or default_pool())._call(meth, args, kwargs)  # type: ignore[no-any-return]
