@@ -17,6 +17,18 @@ releasing sees the job and takes the lock back for it. Either way the job is
 taken in by the next release, never by a later, unrelated one.
 
 Cost: O(1) per item left and per item taken in, whatever the backlog.
+
+Back-pressure: the hub can leave items faster than one holder takes them in.
+The hub's thread wakes often and takes Python's GIL back at every wake-up,
+so a holder that shares the GIL with it can get a small share of it; with
+green threads whose timeouts are shorter than their calls, the backlog then
+grew without end while one worker stayed inside :meth:`HubLock.release`
+and every call waited for it. So once :data:`BACKLOG` items are left, the
+hub waits for the lock (up to :data:`BACKLOG_WAIT` seconds, with the GIL
+released, which lets the holder catch up) and takes the backlog in itself.
+The wait is bounded: if the lock stays held it leaves the item all the
+same, and the guarantee above still holds. The hub waits only while the
+backlog is that long, so in ordinary use it never waits.
 """
 
 from __future__ import annotations
@@ -28,6 +40,11 @@ from typing import Generic, TypeVar
 from ._native import allocate_lock
 
 __all__ = ["HubLock"]
+
+#: Items left after which the hub waits for the lock before leaving more (see the module docstring).
+BACKLOG = 256
+#: The longest the hub waits for the lock once :data:`BACKLOG` items are left, in seconds.
+BACKLOG_WAIT = 0.002
 
 T = TypeVar("T")
 Out = TypeVar("Out")
@@ -59,13 +76,19 @@ class HubLock(Generic[T, Out]):
 
         On False, ``out`` may have gained entries (when the second try got
         the lock and this caller took the left items in): the caller does
-        them, as after any :meth:`release`.
+        them, as after any :meth:`release`. The second try waits, briefly,
+        only when :data:`BACKLOG` items are left already (back-pressure).
         """
         lock = self._lock
         if lock.acquire(False):
             return True
-        self.left.append(item)
-        if lock.acquire(False):
+        left = self.left
+        left.append(item)
+        if len(left) < BACKLOG:
+            got = lock.acquire(False)
+        else:  # the holder is behind: wait (GIL released) so that it can catch up
+            got = lock.acquire(True, BACKLOG_WAIT)
+        if got:
             self.release(out)
         return False
 

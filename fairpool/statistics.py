@@ -27,11 +27,14 @@ class PoolStatistics:
     queued: int  #: calls waiting for a worker (admitted to the queue)
     queued_by_lane: Mapping[str, int] = field(default_factory=dict)
     waiting_admission: int = 0  #: calls waiting for room in a full queue (``max_queue``)
-    submitted: int = 0  #: calls handed to the pool (not counting inline ones)
+    #: calls the pool admitted to its queue (not inline ones, nor those cancelled before admission)
+    submitted: int = 0
     inline: int = 0  #: calls run in the caller's thread (size 0, from a worker, import lock)
     completed: int = 0  #: calls that returned a value
     failed: int = 0  #: calls that raised
-    cancelled: int = 0  #: calls whose caller gave up while queued: they never ran
+    #: calls whose caller gave up before they ran (queued, or before admission): they never ran.
+    #: Can exceed ``submitted``: a call cancelled before the pool admitted it counts here only.
+    cancelled: int = 0
     abandoned: int = 0  #: calls whose caller gave up while they ran: the outcome was dropped
     closed: int = 0  #: calls answered with PoolClosed by a shutdown timeout or a fork
     worker_faults: int = 0  #: worker threads replaced after a fault in fairpool's own loop

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from fairpool import _hublock as hublock
 from fairpool._fairqueue import COMPACT_AFTER, FairQueue, FifoQueue
 from fairpool._hublock import HubLock
 
@@ -100,16 +101,18 @@ def test_every_item_left_under_contention_is_taken_in_exactly_once() -> None:
 
 
 class _ScriptedLock:
-    """A lock whose non-blocking tries answer from a script, and whose release runs a hook:
-    it puts the two sides of the protocol in the exact interleavings that matter."""
+    """A lock whose non-blocking and timed tries answer from a script, and whose release runs a
+    hook: it puts the two sides of the protocol in the exact interleavings that matter."""
 
     def __init__(self, tries: list[bool], on_release: Callable[[], None] = lambda: None) -> None:
         self.tries = tries
         self.on_release = on_release
         self.held = False
+        self.calls: list[tuple[bool, float]] = []  # (blocking, timeout) of every acquire
 
-    def acquire(self, blocking: bool = True) -> bool:
-        if not blocking:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.calls.append((blocking, timeout))
+        if not blocking or timeout >= 0:
             got = self.tries.pop(0)
             if got:
                 self.held = True
@@ -153,6 +156,55 @@ def test_the_holder_takes_in_an_item_left_just_as_it_released() -> None:
     lock.acquire()
     assert lock.release([]) == [9], "the item left during the release was not taken in by it"
     assert taken == [9] and not lock.left and not lock.locked()
+
+
+@pytest.mark.parametrize("already_left", [0, hublock.BACKLOG - 2])
+def test_below_the_backlog_the_hub_never_waits_for_the_lock(already_left: int) -> None:
+    lock: HubLock[int, int] = HubLock(lambda item, out: None)
+    lock.left.extend(range(already_left))
+    scripted = lock._lock = _ScriptedLock([False, False])  # type: ignore[assignment]
+    assert not lock.acquire_or_leave(-1, [])
+    assert scripted.calls == [(False, -1), (False, -1)], f"the hub waited: {scripted.calls}"
+    assert len(lock.left) == already_left + 1
+
+
+def test_a_long_backlog_makes_the_hub_wait_for_the_lock_and_take_the_backlog_in() -> None:
+    taken: list[int] = []
+    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item))
+    lock.left.extend(range(hublock.BACKLOG - 1))
+    # First try: held. Then, with BACKLOG items left, the hub waits and gets the lock.
+    scripted = lock._lock = _ScriptedLock([False, True])  # type: ignore[assignment]
+    assert not lock.acquire_or_leave(-1, [])
+    assert scripted.calls == [(False, -1), (True, hublock.BACKLOG_WAIT)], f"tries: {scripted.calls}"
+    assert taken == [*range(hublock.BACKLOG - 1), -1], "the hub did not take the whole backlog in"
+    assert not lock.left and not lock.locked()
+
+
+def test_a_hub_whose_wait_runs_out_leaves_its_item_for_the_holder() -> None:
+    taken: list[int] = []
+    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item))
+    lock.left.extend(range(hublock.BACKLOG))
+    scripted = lock._lock = _ScriptedLock([False, False, True])  # type: ignore[assignment]
+    assert not lock.acquire_or_leave(-1, [])  # held, and still held when the wait ran out
+    assert scripted.calls[-1] == (True, hublock.BACKLOG_WAIT) and taken == []
+    lock.release([])  # the holder leaves: it takes in everything, the hub's item too
+    assert taken == [*range(hublock.BACKLOG), -1] and not lock.left
+
+
+def test_with_a_real_holder_a_long_backlog_is_taken_in_exactly_once() -> None:
+    """Threads and the real lock: whether the hub's wait gets the lock or runs out, nothing is lost."""
+    taken: list[int] = []
+    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item))
+    lock.acquire()
+    lock.left.extend(range(hublock.BACKLOG - 1))
+    holder = threading.Timer(0.0005, lock.release, args=([],))
+    holder.start()
+    # The hub's item makes BACKLOG: it waits for the holder, or leaves the item to it.
+    lock.acquire_or_leave(-1, [])
+    holder.join(10)
+    assert not holder.is_alive(), "the holder never released"
+    assert sorted(taken) == [-1, *range(hublock.BACKLOG - 1)], "an item was lost or taken twice"
+    assert not lock.left and not lock.locked()
 
 
 class _Item:
