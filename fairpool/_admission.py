@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._fairqueue import POLICIES, FairQueue, FifoQueue
-from ._job import QUEUED, Job, describe, move
+from ._job import QUEUED, Job, describe
 from .errors import QueueFull
 
 __all__ = ["Admission"]
@@ -50,24 +50,22 @@ class Admission:
             self.held.put(job, job.weight)
         else:
             self.queue.put(job, job.weight)
-        move(job, QUEUED)
+        job.state = QUEUED  # NEW -> QUEUED: only NEW jobs are admitted
         return None
-
-    def take(self, coming: int) -> Job | None:
-        """The next call for a worker, or None; a held call moves up into the freed room."""
-        job = self.queue.pop()
-        if job is not None and self.held._live:  # the set itself: len() of the queue is a Python call
-            self._make_room(coming)
-        return job
 
     def withdraw(self, job: Job, coming: int) -> None:
         """Take a QUEUED job out (its caller gave up), in O(1)."""
         if job.held:
             self.held.remove(job)
         elif self.queue.remove(job):
-            self._make_room(coming)
+            self.make_room(coming)
 
-    def _make_room(self, coming: int) -> None:
+    def make_room(self, coming: int) -> None:
+        """A call left the run queue: move the next held one up, if the bound now allows.
+
+        Workers take from ``queue`` directly (``queue.pop()``, under the
+        lock) and call this after taking one when ``max_queue`` is set.
+        """
         if self.held and not self.full(coming):
             job = self.held.pop()
             if job is not None:

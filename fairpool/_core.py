@@ -105,17 +105,20 @@ class Core:
     def _sync(self, job: Job, green: bool) -> None:
         """Have the pool look at ``job`` under the lock: now, or (the hub) by the holder."""
         out: list[Job] = []
+        lock = self.lock
         if green:
-            if not self.lock.acquire_or_leave(job, out):
+            if not lock.acquire_or_leave(job, out):
                 if out:
                     self.answer(out)
                 return
         else:
-            self.lock.acquire()
+            lock.acquire()
         try:
             self.take_in_locked(job, out)
         finally:
-            self.unlock(out)
+            lock.release(out)  # self.unlock(out), spelled out: this runs for every call
+            if out:
+                self.answer(out)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[list[Job]]:
@@ -211,7 +214,14 @@ class Core:
     def _dispatch_locked(self, out: list[Job]) -> None:
         """A job was queued: wake an idle worker, or start one if the size allows."""
         workers = self.workers
-        if workers.wake_one() or not workers.may_start():
+        idle = workers.idle
+        if idle:  # workers.wake_one(), spelled out: this runs for almost every call
+            worker = idle.pop()
+            worker.coming = True
+            workers.coming += 1
+            worker.wake.release()
+            return
+        if not workers.may_start():
             return
         try:
             workers.start(self)
@@ -224,12 +234,15 @@ class Core:
     def next_locked(self, worker: Worker) -> Any:
         """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
         admission, workers = self.admission, self.workers
-        if worker.coming:
-            workers.arrived(worker)
+        if worker.coming:  # workers.arrived(worker), spelled out: the hot path
+            worker.coming = False
+            workers.coming -= 1
         while True:
             if len(workers.all) > workers.size and workers.should_retire(len(admission)):
                 return workers.retire(worker)
-            job = admission.take(workers.coming)
+            job = admission.queue.pop()
+            if job is not None and admission.max_queue is not None:
+                admission.make_room(workers.coming)  # a held call moves up into the freed room
             if job is None:
                 if self.closed:
                     return workers.retire(worker)
@@ -240,7 +253,7 @@ class Core:
                 self.cancelled += 1
                 self._drop(job)
                 continue
-            move(job, RUNNING)
+            job.state = RUNNING  # QUEUED -> RUNNING: every job in the queue is QUEUED
             worker.job = job
             self.busy += 1
             return job
@@ -258,7 +271,8 @@ class Core:
             self.completed += 1
         else:
             self.failed += 1
-        if move(job, DONE):
+        if job.state == RUNNING:  # else CLOSED or ABANDONED already: the outcome is dropped
+            job.state = DONE  # RUNNING -> DONE
             job.ok, job.result = ok, result
             out.append(job)
 

@@ -121,8 +121,11 @@ class FairQueue(_Removable[T]):
                 continue
             live.remove(item)
             lane.live -= 1
-            if not lane.live:
-                self._drop_lane(lane)
+            if not lane.live:  # self._drop_lane(lane), spelled out: most pops empty their lane
+                self._removed -= len(lane.items)
+                rotation.popleft()
+                if self._lanes.get(lane.name) is lane:
+                    del self._lanes[lane.name]
             else:
                 lane.credit -= 1
                 if lane.credit <= 0:

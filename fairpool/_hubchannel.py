@@ -5,7 +5,7 @@ green waiters and a pipe whose read end the hub watches. A worker appends
 the waiter, then writes one byte only if no wake-up is already pending, so a
 burst of completions costs one ``write`` and one hub wake-up, not one each.
 The hub reads the byte, clears the pending flag and then drains *every*
-ready waiter, resuming each in turn (``waiter.resume()``, see
+ready waiter, resuming each in turn (switching to it if it still waits, see
 ``fairpool._waiters.GreenWaiter``).
 
 The race, and why nothing is lost: a worker appends *before* it looks at
@@ -50,9 +50,15 @@ log = logging.getLogger("fairpool")
 
 
 class Resumable(Protocol):
-    """What a channel carries: a green waiter that the hub resumes if it still waits."""
+    """What a channel carries: a green waiter (``fairpool._waiters.GreenWaiter``).
 
-    def resume(self) -> None: ...
+    The hub's drain switches to ``greenlet`` only while ``waiting`` is true:
+    an answer that arrives when its green thread is not inside its wait
+    (it gave up, or has not started waiting) never wakes anything else.
+    """
+
+    waiting: bool
+    greenlet: Any
 
 
 def _noop(*_args: Any) -> None:
@@ -254,7 +260,8 @@ def resume_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
         except IndexError:
             return
         try:
-            waiter.resume()
+            if waiter.waiting:
+                waiter.greenlet.switch()
         except hub.SYSTEM_EXCEPTIONS:
             if rewake is not None:
                 rewake()

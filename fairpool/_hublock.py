@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._native import allocate_lock
 
@@ -57,18 +57,18 @@ class HubLock(Generic[T, Out]):
         take_in: Called under the lock for each item left, with a list it may
             append to (the things to do once the lock is released). Must not
             raise; if it does, the lock is released and the error propagates.
+        lock: The native lock to use (tests pass a scripted one); a new one by default.
     """
 
-    __slots__ = ("_lock", "left", "take_in")
+    __slots__ = ("_lock", "acquire", "left", "take_in")
 
-    def __init__(self, take_in: Callable[[T, list[Out]], None]) -> None:
-        self._lock = allocate_lock()
+    def __init__(self, take_in: Callable[[T, list[Out]], None], lock: Any = None) -> None:
+        self._lock = allocate_lock() if lock is None else lock  # tests pass a scripted one
+        #: Wait for the lock (native threads only): the native lock's own ``acquire``,
+        #: so that a worker's two acquisitions per call cost no Python call.
+        self.acquire: Callable[..., bool] = self._lock.acquire
         self.left: deque[T] = deque()  # appended by the hub's thread, popped by the holder
         self.take_in = take_in
-
-    def acquire(self) -> None:
-        """Wait for the lock (native threads only)."""
-        self._lock.acquire()
 
     def acquire_or_leave(self, item: T, out: list[Out]) -> bool:
         """Take the lock without waiting (True: the caller handles ``item``, then releases),

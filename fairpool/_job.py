@@ -16,6 +16,11 @@ Every move goes through :func:`move`, under the owning pool's lock. A move
 that the table does not allow changes nothing and returns False: that is how
 a worker finishing a call that was already answered (CLOSED) or left
 (ABANDONED) drops its outcome, and how two answers never reach one caller.
+The three moves every call makes (NEW→QUEUED at admission, QUEUED→RUNNING
+and RUNNING→DONE in the core) are spelled out as a plain store where the
+state they move from is known or checked, to save a call each; each such
+store names its move in a comment, and tests/test_job.py checks that every
+store of ``.state`` in fairpool names a move this table allows.
 
 Whoever moves a job into DONE or CLOSED owns its answer: after releasing the
 lock it calls ``job.waiter.answer(job)``, once. CANCELLED and ABANDONED are

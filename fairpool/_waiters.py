@@ -81,11 +81,6 @@ class GreenWaiter:
     def start(self) -> bool:
         return True
 
-    def resume(self) -> None:
-        """Called by the hub's drain: switch to the green thread if it still waits."""
-        if self.waiting:
-            self.greenlet.switch()
-
     def reset_after_fork(self) -> None:
         pass
 

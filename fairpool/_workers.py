@@ -3,7 +3,7 @@
 The pool core owns one :class:`WorkerSet` and changes it under its lock;
 the loop (:func:`work`) runs in each worker thread and talks to the core only
 through ``core.lock``, ``core.finish_locked``, ``core.next_locked``,
-``core.unlock`` and ``core.worker_failed``.
+``core.answer`` and ``core.worker_failed``.
 
 Threads start on demand, one per call that finds no idle worker, up to the
 size. An idle worker blocks on its own ``wake`` lock; the most recently idle
@@ -202,7 +202,9 @@ def work(core: Core, worker: Worker) -> None:
                     result = None  # the job holds it now; the caller owns it once answered
                 job = core.next_locked(worker)
             finally:
-                core.unlock(out)
+                lock.release(out)  # core.unlock(out), spelled out: twice per call
+                if out:
+                    core.answer(out)
             if job is None:
                 worker.wake.acquire()  # idle until a call, a resize or a shutdown
                 continue

@@ -130,9 +130,11 @@ class _ScriptedLock:
 
 def test_the_hub_takes_its_own_item_in_when_the_holder_released_between_its_two_tries() -> None:
     taken: list[int] = []
-    lock: HubLock[int, int] = HubLock(lambda item, out: (taken.append(item), out.append(-item)))
+    scripted = _ScriptedLock([False, True])
+    lock: HubLock[int, int] = HubLock(
+        lambda item, out: (taken.append(item), out.append(-item)), lock=scripted
+    )
     # First try: held. Second try (after leaving the item): the holder has gone.
-    lock._lock = _ScriptedLock([False, True])  # type: ignore[assignment]
     out: list[int] = []
     assert not lock.acquire_or_leave(5, out)
     assert taken == [5], "the item was left although nobody holds the lock any more"
@@ -142,7 +144,6 @@ def test_the_hub_takes_its_own_item_in_when_the_holder_released_between_its_two_
 
 def test_the_holder_takes_in_an_item_left_just_as_it_released() -> None:
     taken: list[int] = []
-    lock: HubLock[int, int] = HubLock(lambda item, out: (taken.append(item), out.append(item)))
     appended = []
 
     def hub_appends_now() -> None:
@@ -152,7 +153,8 @@ def test_the_holder_takes_in_an_item_left_just_as_it_released() -> None:
             appended.append(True)
             lock.left.append(9)
 
-    lock._lock = _ScriptedLock([True], on_release=hub_appends_now)  # type: ignore[assignment]
+    scripted = _ScriptedLock([True], on_release=hub_appends_now)
+    lock: HubLock[int, int] = HubLock(lambda item, out: (taken.append(item), out.append(item)), lock=scripted)
     lock.acquire()
     assert lock.release([]) == [9], "the item left during the release was not taken in by it"
     assert taken == [9] and not lock.left and not lock.locked()
@@ -160,9 +162,9 @@ def test_the_holder_takes_in_an_item_left_just_as_it_released() -> None:
 
 @pytest.mark.parametrize("already_left", [0, hublock.BACKLOG - 2])
 def test_below_the_backlog_the_hub_never_waits_for_the_lock(already_left: int) -> None:
-    lock: HubLock[int, int] = HubLock(lambda item, out: None)
+    scripted = _ScriptedLock([False, False])
+    lock: HubLock[int, int] = HubLock(lambda item, out: None, lock=scripted)
     lock.left.extend(range(already_left))
-    scripted = lock._lock = _ScriptedLock([False, False])  # type: ignore[assignment]
     assert not lock.acquire_or_leave(-1, [])
     assert scripted.calls == [(False, -1), (False, -1)], f"the hub waited: {scripted.calls}"
     assert len(lock.left) == already_left + 1
@@ -170,10 +172,10 @@ def test_below_the_backlog_the_hub_never_waits_for_the_lock(already_left: int) -
 
 def test_a_long_backlog_makes_the_hub_wait_for_the_lock_and_take_the_backlog_in() -> None:
     taken: list[int] = []
-    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item))
+    scripted = _ScriptedLock([False, True])
+    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item), lock=scripted)
     lock.left.extend(range(hublock.BACKLOG - 1))
     # First try: held. Then, with BACKLOG items left, the hub waits and gets the lock.
-    scripted = lock._lock = _ScriptedLock([False, True])  # type: ignore[assignment]
     assert not lock.acquire_or_leave(-1, [])
     assert scripted.calls == [(False, -1), (True, hublock.BACKLOG_WAIT)], f"tries: {scripted.calls}"
     assert taken == [*range(hublock.BACKLOG - 1), -1], "the hub did not take the whole backlog in"
@@ -182,9 +184,9 @@ def test_a_long_backlog_makes_the_hub_wait_for_the_lock_and_take_the_backlog_in(
 
 def test_a_hub_whose_wait_runs_out_leaves_its_item_for_the_holder() -> None:
     taken: list[int] = []
-    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item))
+    scripted = _ScriptedLock([False, False, True])
+    lock: HubLock[int, int] = HubLock(lambda item, out: taken.append(item), lock=scripted)
     lock.left.extend(range(hublock.BACKLOG))
-    scripted = lock._lock = _ScriptedLock([False, False, True])  # type: ignore[assignment]
     assert not lock.acquire_or_leave(-1, [])  # held, and still held when the wait ran out
     assert scripted.calls[-1] == (True, hublock.BACKLOG_WAIT) and taken == []
     lock.release([])  # the holder leaves: it takes in everything, the hub's item too
