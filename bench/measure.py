@@ -8,11 +8,9 @@ and reported as medians, so a noisy machine moves them together.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
-import statistics
 import sys
 import time
 import warnings
@@ -28,24 +26,11 @@ from eventlet import tpool as eventlet_tpool  # noqa: E402
 import fairpool  # noqa: E402
 from fairpool.demo import ticks_during  # noqa: E402
 
-from . import clib  # noqa: E402
+from . import _cli, clib  # noqa: E402
+from ._cli import median, pct, pick  # noqa: E402
 from .legacy import PerThreadQueuePool  # noqa: E402
 
 native_threading = patcher.original("threading")
-FULL = False
-
-
-def pick(quick: Any, full: Any) -> Any:
-    return full if FULL else quick
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
-
-
-def median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
 
 
 # -- per-call cost ----------------------------------------------------------
@@ -599,17 +584,7 @@ MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FULL
-    parser = argparse.ArgumentParser(prog="python -m bench.measure")
-    parser.add_argument("name", choices=sorted(MEASUREMENTS))
-    parser.add_argument("--full", action="store_true", help="the long run, for published numbers")
-    args = parser.parse_args(argv)
-    FULL = args.full
-    result = MEASUREMENTS[args.name]()
-    json.dump(result, sys.stdout)
-    sys.stdout.flush()
-    eventlet_tpool.killall()
-    return 0
+    return _cli.main("bench.measure", MEASUREMENTS, argv, after=eventlet_tpool.killall)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,7 @@ with rounds interleaved, reported as medians.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import statistics
 import sys
 import threading
 import time
@@ -24,17 +21,8 @@ warnings.simplefilter("ignore")
 
 import fairpool  # noqa: E402
 
-from . import clib  # noqa: E402
-
-FULL = False
-
-
-def pick(quick: Any, full: Any) -> Any:
-    return full if FULL else quick
-
-
-def median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
+from . import _cli, clib  # noqa: E402
+from ._cli import median, pick  # noqa: E402
 
 
 def _throughput(call: Callable[[], Any], callers: int, seconds: float) -> float:
@@ -173,15 +161,7 @@ MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FULL
-    parser = argparse.ArgumentParser(prog="python -m bench.measure_worlds")
-    parser.add_argument("name", choices=sorted(MEASUREMENTS))
-    parser.add_argument("--full", action="store_true", help="the long run, for published numbers")
-    args = parser.parse_args(argv)
-    FULL = args.full
-    json.dump(MEASUREMENTS[args.name](), sys.stdout)
-    sys.stdout.flush()
-    return 0
+    return _cli.main("bench.measure_worlds", MEASUREMENTS, argv)
 
 
 if __name__ == "__main__":
