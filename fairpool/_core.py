@@ -33,6 +33,7 @@ from ._faultlog import report_fault
 from ._hublock import HubLock
 from ._job import (
     ABANDONED,
+    ANSWERED,
     CANCELLED,
     CLOSED,
     DONE,
@@ -146,26 +147,29 @@ class Core:
         If something raises here (a future's done-callback raising SystemExit),
         the rest of ``jobs`` are still answered before it propagates.
         """
-        for i, job in enumerate(jobs):
+        for job in jobs:
             try:
-                state = job.state
-                info = job.info
-                if info is not None:  # before the waiter: observers hear of it before the caller resumes
-                    job.info = None
-                    if state == DONE:
-                        outcome = "returned" if job.ok else "raised"
-                    elif state == CLOSED and job.rejected:
-                        outcome = "rejected"
-                    else:
-                        outcome = _OUTCOMES[state]
-                    if state == CLOSED:
-                        info.error = job.result
-                    _hooks.notify("call_answered", info, outcome)
-                if state == DONE or state == CLOSED:
+                if job.info is not None:  # before the waiter: observers hear of it before the caller resumes
+                    self._tell_answered(job)
+                if job.state in ANSWERED:
                     job.waiter.answer(job)
             except BaseException:
-                self.answer(jobs[i + 1 :])
+                self.answer(jobs[jobs.index(job) + 1 :])  # a job is in ``jobs`` once
                 raise
+
+    @staticmethod
+    def _tell_answered(job: Job) -> None:
+        info, state = job.info, job.state
+        job.info = None
+        if state == DONE:
+            outcome = "returned" if job.ok else "raised"
+        elif state == CLOSED and job.rejected:
+            outcome = "rejected"
+        else:
+            outcome = _OUTCOMES[state]
+        if state == CLOSED:
+            info.error = job.result
+        _hooks.notify("call_answered", info, outcome)
 
     # -- moves, under the lock ---------------------------------------------
     def take_in_locked(self, job: Job, out: list[Job]) -> None:
@@ -260,8 +264,7 @@ class Core:
 
     def finish_locked(self, worker: Worker, ok: bool, result: Any, out: list[Job]) -> None:
         """Account for the job ``worker`` ran; answer it unless it was answered or left already."""
-        job = worker.job
-        assert job is not None
+        job: Job = worker.job  # type: ignore[assignment]  # not None: the worker loop checked
         worker.job = None
         self.busy -= 1
         ran = job.t_finished - job.t_started

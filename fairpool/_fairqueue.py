@@ -116,13 +116,15 @@ class FairQueue(_Removable[T]):
                 self._drop_lane(lane)
                 continue
             item = lane.items.popleft()
-            if item not in live:
+            try:
+                live.remove(item)
+            except KeyError:
                 self._removed -= 1  # removed earlier: skip it, at no cost to the lane's turn
                 continue
-            live.remove(item)
             lane.live -= 1
             if not lane.live:  # self._drop_lane(lane), spelled out: most pops empty their lane
-                self._removed -= len(lane.items)
+                if lane.items:
+                    self._removed -= len(lane.items)
                 rotation.popleft()
                 if self._lanes.get(lane.name) is lane:
                     del self._lanes[lane.name]

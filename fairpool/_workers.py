@@ -214,23 +214,34 @@ def work(core: Core, worker: Worker) -> None:
             if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
                 core.not_started(worker)
                 continue
-            if fault_hook is not None:
-                fault_hook("before run", job)
-            info = job.info
-            job.t_started = monotonic()
-            if info is not None:
-                info.worker, info.t_started = worker.name, job.t_started
-                _hooks.notify("call_started", info)
-            if info is not None and info.context is not None:
-                ok, result = info.context.run(run_call, job)  # in a copy of its caller's context
-            else:
+            if job.info is None and fault_hook is None:  # nobody observes: the common case
+                job.t_started = monotonic()
                 ok, result = run_call(job)
-            job.t_finished = monotonic()
-            if info is not None:
-                info.t_finished = job.t_finished
-                info.error = None if ok else result
-                _hooks.notify("call_finished", info, ok)
-            if fault_hook is not None:
-                fault_hook("after run", job)
+                job.t_finished = monotonic()
+            else:
+                ok, result = _run_observed(job, worker)
+                if fault_hook is not None:  # here: a fault now must find the call's outcome set
+                    fault_hook("after run", job)
     except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
         core.worker_failed(worker, ok, result, exc)
+
+
+def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
+    """Run ``job`` as ``work`` does, telling the observers and calling the "before run" fault hook."""
+    if fault_hook is not None:
+        fault_hook("before run", job)
+    info = job.info
+    job.t_started = monotonic()
+    if info is not None:
+        info.worker, info.t_started = worker.name, job.t_started
+        _hooks.notify("call_started", info)
+    if info is not None and info.context is not None:
+        ok, result = info.context.run(run_call, job)  # in a copy of its caller's context
+    else:
+        ok, result = run_call(job)
+    job.t_finished = monotonic()
+    if info is not None:
+        info.t_finished = job.t_finished
+        info.error = None if ok else result
+        _hooks.notify("call_finished", info, ok)
+    return ok, result
