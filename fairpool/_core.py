@@ -225,7 +225,7 @@ class Core:
             workers.coming += 1
             worker.wake.release()
             return
-        if not workers.may_start():
+        if len(workers.all) >= max(workers.size, 1):  # at the size (at size 0, one runs the queue)
             return
         try:
             workers.start(self)

@@ -282,13 +282,15 @@ def on_hub() -> bool:
 
 def green_channel() -> HubChannel | None:
     """This thread's hub channel if the caller should wait green (see :func:`on_hub`), else None."""
-    hub = _hub_dict().get("hub")
+    hub = _hub_local.__dict__.get("hub")  # _hub_dict(), spelled out: this runs for every call
     if hub is None:
         if getcurrent().parent is None:
             return None
         hub = hubs.get_hub()
-    channel = _channel_of(hub)
-    if channel.broken is not None:
+    channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
+    if channel is None:
+        channel = _channel_of(hub)
+    elif channel.broken is not None:
         channel.repair()  # we are in the hub's thread: it can be done now
     return channel
 

@@ -116,10 +116,6 @@ class WorkerSet:
             worker.coming = False
             self.coming -= 1
 
-    def may_start(self) -> bool:
-        """Below the size (at size 0: while none runs, so queued calls still run)."""
-        return len(self.all) < max(self.size, 1)
-
     def start(self, core: Core) -> Worker:
         """Start a worker thread. Raises RuntimeError if the OS refuses it (nothing changes then)."""
         index = self.next_index
