@@ -12,8 +12,10 @@ import itertools
 import json
 import random
 import sys
+import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -571,7 +573,82 @@ def otel_overhead() -> dict[str, Any]:
     }
 
 
+def _count_bytecodes(warm_up: Callable[[], None], calls: Callable[[], None], n: int) -> dict[str, Any]:
+    """Python calls and bytecodes run per call, in every thread, while ``calls()`` makes ``n`` calls.
+
+    Threads started before tracing begins are not traced, so the pool's
+    workers must start after it (a fresh pool, or eventlet's killall):
+    ``warm_up()`` runs traced, uncounted, and starts them.
+    """
+    per_code: Counter[str] = Counter()
+    functions = [0]
+
+    def opcodes(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            per_code[f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}"] += 1
+        return opcodes
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        functions[0] += 1
+        return opcodes
+
+    modules = {id(m): m for m in (threading, native_threading)}.values()  # eventlet's copy, if another
+    for module in modules:
+        module.settrace(tracer)
+    sys.settrace(tracer)
+    try:
+        warm_up()
+        per_code.clear()
+        functions[0] = 0
+        calls()
+    finally:
+        sys.settrace(None)
+        for module in modules:
+            module.settrace(None)  # type: ignore[arg-type]
+    return {
+        "python_calls": functions[0] / n,
+        "bytecodes": sum(per_code.values()) / n,
+        "top": {k: v / n for k, v in per_code.most_common(12)},
+    }
+
+
+def bytecodes() -> dict[str, Any]:
+    """Python calls and bytecodes per green call of a no-op, in all threads: fairpool and eventlet.tpool.
+
+    A count, not a time: the same on a quiet machine and a noisy one, so a
+    change to the hot path shows here first. Sequential calls, then 200
+    concurrent green callers (where batching changes the count a little).
+    """
+    noop = clib.lib().fp_noop
+    n = pick(2000, 10000)
+    eventlet.sleep(0)
+    result: dict[str, Any] = {}
+    for name in ("fairpool", "eventlet"):
+        for shape in ("sequential", "200 callers"):
+            if name == "fairpool":
+                pool = fairpool.Pool(threads=20, name="bytecodes")  # its workers start traced
+                execute: Callable[..., Any] = pool.execute
+            else:
+                eventlet_tpool.killall()  # its workers restart traced
+                execute = eventlet_tpool.execute
+
+            def calls(n: int = n, shape: str = shape, execute: Callable[..., Any] = execute) -> None:
+                if shape == "sequential":
+                    for _ in range(n):
+                        execute(noop)
+                else:
+                    _throughput(execute, noop, (), 200, n // 200)
+
+            result[f"{name}, {shape}"] = _count_bytecodes(lambda: calls(400), calls, n)
+            if name == "fairpool":
+                pool.shutdown()
+    return result
+
+
 MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "bytecodes": bytecodes,
     "round_trip": round_trip,
     "throughput_noop": throughput_noop,
     "throughput_1ms": throughput_1ms,

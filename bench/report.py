@@ -214,6 +214,16 @@ def render(data: dict[str, Any], markdown: bool) -> str:
                 label2 = {"eventlet": "eventlet.tpool", "floor": "Event ping-pong (floor)"}.get(name, name)
                 t.add(label2, d["median_us"][name], d["p99_us"][name], ratio)
             parts.append(t.render())
+    if "bytecodes" in data:
+        t = Table(
+            "Work per green call of a no-op, in all threads (a count: the same on any machine)",
+            ["design, callers", "Python calls", "bytecodes"],
+            markdown,
+        )
+        for name, d in data["bytecodes"].items():
+            if isinstance(d, dict) and "bytecodes" in d:
+                t.add(name.replace("eventlet", "eventlet.tpool"), d["python_calls"], d["bytecodes"])
+        parts.append(t.render())
     for key, label in (("throughput_noop", "unpinned"), ("throughput_noop_pinned", "pinned")):
         if key in data:
             d = data[key]

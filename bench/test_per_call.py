@@ -31,6 +31,19 @@ def test_round_trip(benchmark: Any, measure: Any, pinned: bool) -> None:
     assert all(v > 0 for v in result["median_us"].values())
 
 
+@pytest.mark.timeout(300)
+def test_bytecodes_per_call(benchmark: Any, measure: Any) -> None:
+    """Python calls and bytecodes per green call, in every thread: a count, not a time."""
+    result = benchmark.pedantic(measure, args=("bytecodes",), rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    for design in ("fairpool", "eventlet"):
+        for shape in ("sequential", "200 callers"):
+            counted = result[f"{design}, {shape}"]
+            # Each call runs at least the caller's own frames and the worker's: a count
+            # near zero means the tracer missed the worker threads.
+            assert counted["python_calls"] >= 5, f"{design}, {shape}: the workers were not traced: {counted}"
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("pinned", PINNING)
 def test_throughput_of_200_green_callers(benchmark: Any, measure: Any, pinned: bool) -> None:
