@@ -87,24 +87,16 @@ class Core:
 
     # -- handing a job in (any thread) --------------------------------------
     def submit(self, job: Job, green: bool) -> None:
-        """Hand ``job`` (NEW, with its waiter) to the pool. Its answer comes through the waiter."""
-        job.t_queued = monotonic()
-        if _hooks.observers:
-            info = job.info = _hooks.CallInfo(
-                self.name, describe(job.fn), job.lane, job.t_queued, len(self.admission), self.busy
-            )
-            if _hooks.wants_context:
-                info.context = contextvars.copy_context()
-            _hooks.notify("call_submitted", info)
-        self._sync(job, green)
+        """Hand ``job`` (NEW, with its waiter) to the pool. Its answer comes through the waiter.
 
-    def cancel(self, job: Job, green: bool) -> None:
-        """The caller gave up: the call never runs if still queued; else its outcome is dropped."""
-        job.cancel_requested = True
-        self._sync(job, green)
-
-    def _sync(self, job: Job, green: bool) -> None:
-        """Have the pool look at ``job`` under the lock: now, or (the hub) by the holder."""
+        Also how a cancel reaches the pool (:meth:`cancel`): either way the pool
+        looks at the job under the lock (``take_in_locked``), now or, when the
+        hub's thread finds the lock held, by the holder as it releases.
+        """
+        if not job.cancel_requested:  # a new call, not a cancel
+            job.t_queued = monotonic()
+            if _hooks.observers:
+                self._announce(job)
         out: list[Job] = []
         lock = self.lock
         if green:
@@ -120,6 +112,19 @@ class Core:
             lock.release(out)  # self.unlock(out), spelled out: this runs for every call
             if out:
                 self.answer(out)
+
+    def cancel(self, job: Job, green: bool) -> None:
+        """The caller gave up: the call never runs if still queued; else its outcome is dropped."""
+        job.cancel_requested = True
+        self.submit(job, green)
+
+    def _announce(self, job: Job) -> None:
+        info = job.info = _hooks.CallInfo(
+            self.name, describe(job.fn), job.lane, job.t_queued, len(self.admission), self.busy
+        )
+        if _hooks.wants_context:
+            info.context = contextvars.copy_context()
+        _hooks.notify("call_submitted", info)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[list[Job]]:
@@ -182,6 +187,11 @@ class Core:
             elif self.closed:
                 job.rejected = True
                 self.close_locked(job, self.closed_error(), out)
+            elif self.admission.max_queue is None:  # admission.admit(), spelled out: no bound
+                self.admission.queue.put(job, job.weight)
+                job.state = QUEUED  # NEW -> QUEUED
+                self.submitted += 1
+                self._dispatch_locked(out)
             else:
                 error = self.admission.admit(job, self.workers.coming)
                 if error is not None:
@@ -243,11 +253,13 @@ class Core:
             workers.coming -= 1
         while True:
             if len(workers.all) > workers.size and workers.should_retire(len(admission)):
+                worker.job = None
                 return workers.retire(worker)
             job = admission.queue.pop()
             if job is not None and admission.max_queue is not None:
                 admission.make_room(workers.coming)  # a held call moves up into the freed room
             if job is None:
+                worker.job = None
                 if self.closed:
                     return workers.retire(worker)
                 workers.idle.append(worker)
@@ -263,12 +275,16 @@ class Core:
             return job
 
     def finish_locked(self, worker: Worker, ok: bool, result: Any, out: list[Job]) -> None:
-        """Account for the job ``worker`` ran; answer it unless it was answered or left already."""
+        """Account for the job ``worker`` ran; answer it unless it was answered or left already.
+
+        ``worker.job`` still names the job until ``next_locked`` (called next,
+        under the same hold of the lock) replaces or clears it.
+        """
         job: Job = worker.job  # type: ignore[assignment]  # not None: the worker loop checked
-        worker.job = None
         self.busy -= 1
-        ran = job.t_finished - job.t_started
-        self.window.append((job.t_started - job.t_queued, ran))
+        started = job.t_started
+        ran = job.t_finished - started
+        self.window.append((started - job.t_queued, ran))
         self.run_total += ran
         if ok:
             self.completed += 1
@@ -276,7 +292,8 @@ class Core:
             self.failed += 1
         if job.state == RUNNING:  # else CLOSED or ABANDONED already: the outcome is dropped
             job.state = DONE  # RUNNING -> DONE
-            job.ok, job.result = ok, result
+            job.ok = ok
+            job.result = result
             out.append(job)
 
     def not_started(self, worker: Worker) -> None:
@@ -295,13 +312,15 @@ class Core:
         with self.locked() as out:
             self.worker_faults += 1
             job = worker.job
-            if job is not None and job.t_finished:
+            if job is None or job.state == DONE:
+                pass  # nothing held, or finish_locked accounted for it already
+            elif job.t_finished:
                 self.finish_locked(worker, ok, result, out)  # it ran: its real outcome goes back
-            elif job is not None:
-                worker.job = None
+            else:
                 self.busy -= 1
                 message = f"fairpool worker {worker.name} failed while running this call: {exc!r}"
                 self.close_locked(job, FairpoolError(message), out)
+            worker.job = None
             self.workers.remove_failed(worker)
             if len(self.admission) or self.admission.held:
                 self._dispatch_locked(out)

@@ -90,6 +90,9 @@ class FairQueue(_Removable[T]):
         # back of the rotation) and the rotation when it comes to the head.
         self._lanes: dict[str, _Lane[T]] = {}
         self._rotation: deque[_Lane[T]] = deque()  # the current lane first
+        # The last lane emptied by pop(), kept to be used again when the next put is for
+        # the same name (a queue that keeps emptying, one call at a time, makes no lanes).
+        self._spare: _Lane[T] | None = None
 
     def put(self, item: T, weight: int = 1) -> None:
         """Queue an item at the back of its lane.
@@ -99,7 +102,13 @@ class FairQueue(_Removable[T]):
         """
         lane = self._lanes.get(item.lane)
         if lane is None:
-            lane = self._lanes[item.lane] = _Lane(item.lane, weight)
+            lane = self._spare
+            if lane is not None and lane.name == item.lane:
+                self._spare = None
+                lane.weight = lane.credit = weight  # as new: at the back, a whole turn
+            else:
+                lane = _Lane(item.lane, weight)
+            self._lanes[item.lane] = lane
             self._rotation.append(lane)
         else:
             lane.weight = weight
@@ -125,9 +134,11 @@ class FairQueue(_Removable[T]):
             if not lane.live:  # self._drop_lane(lane), spelled out: most pops empty their lane
                 if lane.items:
                     self._removed -= len(lane.items)
+                    lane.items.clear()
                 rotation.popleft()
                 if self._lanes.get(lane.name) is lane:
                     del self._lanes[lane.name]
+                    self._spare = lane
             else:
                 lane.credit -= 1
                 if lane.credit <= 0:

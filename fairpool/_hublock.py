@@ -94,6 +94,15 @@ class HubLock(Generic[T, Out]):
 
     def release(self, out: list[Out]) -> list[Out]:
         """Take in every item left, release, and return ``out`` (what to do after unlocking)."""
+        left = self.left
+        if not left:  # the common case, on every call's path: nothing was left
+            self._lock.release()
+            if not left or not self._lock.acquire(False):
+                return out
+        return self._take_in_and_release(out)
+
+    def _take_in_and_release(self, out: list[Out]) -> list[Out]:
+        """:meth:`release`, holding the lock, with items left."""
         lock, left, take_in = self._lock, self.left, self.take_in
         while True:
             try:

@@ -84,14 +84,21 @@ class Job:
         "rejected",  # CLOSED at admission (pool closed, queue full): the outcome observers see
         # Set by the caller (any thread, a plain store): the pool applies it when it takes the job in.
         "cancel_requested",
-        # The outcome: set under the lock by whoever moved the job into DONE or CLOSED.
+        # The outcome: set under the lock by whoever moved the job into DONE or CLOSED, and
+        # read only after that move (not set before it: one store less per call).
         "ok",
         "result",
-        # Monotonic seconds, for statistics and observers.
+        # Monotonic seconds, for statistics and observers. t_queued is set by Core.submit,
+        # t_started by the worker just before the call runs; neither is read before.
         "t_queued",
         "t_started",
-        "t_finished",
+        "t_finished",  # 0.0 until the call returned: a fault in the worker loop reads it
     )
+
+    ok: bool
+    result: Any
+    t_queued: float
+    t_started: float
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], lane: str, weight: int
@@ -107,10 +114,6 @@ class Job:
         self.held = False
         self.rejected = False
         self.cancel_requested = False
-        self.ok = False
-        self.result: Any = None
-        self.t_queued = 0.0
-        self.t_started = 0.0
         self.t_finished = 0.0
 
     def unwrap(self) -> Any:

@@ -100,6 +100,10 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
     return thread
 
 
+#: Whether *any* thread holds the import lock: the cheap first test before :func:`holds_import_lock`.
+import_lock_held = _imp.lock_held
+
+
 def holds_import_lock() -> bool:
     """Whether *this* thread holds the global import lock (then a pool call runs inline, as eventlet's).
 

@@ -61,12 +61,13 @@ class GreenWaiter:
     def answer(self, job: Job | None) -> None:
         if not self.answered:
             self.answered = True
-            self.channel.deliver(self)
+            channel = self.channel  # channel.deliver(self), spelled out: it runs for every call
+            channel.ready.append(self)  # append, *then* look at pending: see fairpool._hubchannel
+            if not channel.pending:
+                channel.wake()
 
     def wait(self) -> None:
         """Switch to the hub until answered. Raises what is thrown in (a Timeout, GreenletExit)."""
-        if self.answered:
-            return
         channel = self.channel
         switch = channel.hub.switch
         self.waiting = True

@@ -188,9 +188,9 @@ def work(core: Core, worker: Worker) -> None:
         _set_batch_scheduling()
     lock = core.lock
     ok, result = False, None
+    out: list[Job] = []  # what to answer after each release: one list, emptied each time
     try:
         while True:
-            out: list[Job] = []
             lock.acquire()
             try:
                 if worker.job is not None:
@@ -201,6 +201,7 @@ def work(core: Core, worker: Worker) -> None:
                 lock.release(out)  # core.unlock(out), spelled out: twice per call
                 if out:
                     core.answer(out)
+                    out.clear()
             if job is None:
                 worker.wake.acquire()  # idle until a call, a resize or a shutdown
                 continue

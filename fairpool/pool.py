@@ -21,8 +21,9 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from . import _hooks, _hubchannel, _lifecycle, _snapshot, _workers
 from ._core import Core
 from ._fairqueue import POLICIES
+from ._hubchannel import green_channel
 from ._job import Job, describe
-from ._native import TIMEOUT_MAX, holds_import_lock, monotonic
+from ._native import TIMEOUT_MAX, holds_import_lock, import_lock_held, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
 from ._workers import _worker_local, current_core
@@ -175,16 +176,18 @@ class Pool(Executor):
         core = self._core
         if core.closed or not callable(fn):
             self._check_call(fn)
-        if core.workers.size == 0 or _worker_local.core is core or holds_import_lock():
+        if core.workers.size == 0 or _worker_local.core is core:
+            return self._run_inline(fn, args, kwargs)
+        if import_lock_held() and holds_import_lock():  # the C test first: it is almost always False
             return self._run_inline(fn, args, kwargs)
         if core.lane_key is None and _current.get() is None:
             job = Job(fn, args, kwargs, DEFAULT_LANE, 1)  # _new_job's common case, inline
         else:
             job = self._new_job(fn, args, kwargs)
-        channel = _hubchannel.green_channel()
+        channel = green_channel()
         if channel is None:
             native = job.waiter = NativeWaiter()
-            core.submit(job, green=False)
+            core.submit(job, False)
             try:
                 native.wait()
             except BaseException:
@@ -193,12 +196,16 @@ class Pool(Executor):
         else:
             # Wait green: the hub runs other green threads until the answer comes.
             green = job.waiter = GreenWaiter(channel)
-            core.submit(job, green=True)
+            core.submit(job, True)  # green: the hub's thread never waits for the pool's lock
             try:
                 green.wait()
             except BaseException:
                 core.cancel(job, green=True)  # killed (GreenletExit) or timed out (eventlet.Timeout)
                 raise
+        if job.ok:  # job.unwrap(), spelled out for a value: the common case
+            result = job.result
+            job.result = None
+            return result
         return job.unwrap()
 
     def _check_call(self, fn: object) -> None:
