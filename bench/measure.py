@@ -198,6 +198,53 @@ def blocking() -> dict[str, Any]:
     return {"max_stall_ms": {k: median(v) * 1e3 for k, v in stalls.items()}, "call_ms": 200}
 
 
+def busy_hub() -> dict[str, Any]:
+    """Sequential 2 ms C calls from one green thread while ten green threads keep the hub busy.
+
+    The hub never blocks in ``epoll_wait``: it releases the GIL for each
+    ``epoll_wait(0)`` and takes it straight back, so a worker whose call
+    returned must win the GIL in that gap (CPython's convoy effect). For
+    fairpool (its workers under ``SCHED_BATCH``), fairpool without it
+    (``Pool(batch_scheduling=False)``) and eventlet.tpool.
+    """
+    sleep_us = clib.lib().fp_sleep_us
+    rounds, calls = pick(3, 5), pick(20, 40)
+    pools = {
+        "fairpool": fairpool.Pool(threads=4, name="busy-hub"),
+        "fairpool, no batch_scheduling": fairpool.Pool(threads=4, name="busy-other", batch_scheduling=False),
+    }
+    designs: dict[str, Callable[..., Any]] = {name: pool.execute for name, pool in pools.items()}
+    designs["eventlet"] = eventlet_tpool.execute
+    stop = [False]
+
+    def spinner() -> None:
+        while not stop[0]:
+            sum(range(200))
+            eventlet.sleep(0)
+
+    spinners = [eventlet.spawn(spinner) for _ in range(10)]
+    eventlet.sleep(0.1)
+    per_call: dict[str, list[float]] = {k: [] for k in designs}
+    worst: dict[str, list[float]] = {k: [] for k in designs}
+    try:
+        for _ in range(rounds):
+            for name, execute in designs.items():
+                times = _sequential(execute, lambda: sleep_us(2000), calls)
+                per_call[name].append(median(times))
+                worst[name].append(max(times))
+    finally:
+        stop[0] = True
+        for g in spinners:
+            g.wait()
+        for pool in pools.values():
+            pool.shutdown(timeout=5)
+    return {
+        "call_ms": 2,
+        "median_call_ms": {k: median(v) * 1e3 for k, v in per_call.items()},
+        "worst_call_ms": {k: max(v) * 1e3 for k, v in worst.items()},
+    }
+
+
 # -- queue imbalance --------------------------------------------------------
 
 
@@ -653,6 +700,7 @@ MEASUREMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     "throughput_noop": throughput_noop,
     "throughput_1ms": throughput_1ms,
     "blocking": blocking,
+    "busy_hub": busy_hub,
     "imbalance": imbalance,
     "bootstorm": bootstorm,
     "tracing_overhead": tracing_overhead,

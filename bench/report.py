@@ -259,6 +259,17 @@ def render(data: dict[str, Any], markdown: bool) -> str:
         ):
             t.add(label, d["max_stall_ms"][name])
         parts.append(t.render())
+    if "busy_hub" in data:
+        d = data["busy_hub"]
+        t = Table(
+            f"{d['call_ms']} ms C calls while ten green threads keep the hub busy",
+            ["design", "median call ms", "worst call ms"],
+            markdown,
+        )
+        for name in d["median_call_ms"]:
+            label = name.replace("eventlet", "eventlet.tpool")
+            t.add(label, d["median_call_ms"][name], d["worst_call_ms"][name])
+        parts.append(t.render())
     if "imbalance" in data:
         d = data["imbalance"]
         t = Table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _imp
 import gc
+import os
 import threading
 import time
 import traceback
@@ -345,3 +346,22 @@ def test_a_green_thread_dying_of_its_calls_exception_does_not_stop_later_results
         assert pool.execute(lambda: "still delivered") == "still delivered"
     finally:
         hub.debug_exceptions = True
+
+
+_HAS_SCHED = hasattr(os, "SCHED_BATCH") and hasattr(os, "sched_getscheduler")
+
+
+@pytest.mark.skipif(not _HAS_SCHED, reason="scheduling policies are Linux's")
+@pytest.mark.parametrize(
+    ("batch", "policy"), [(None, "SCHED_BATCH"), (True, "SCHED_BATCH"), (False, "SCHED_OTHER")]
+)
+def test_workers_run_under_sched_batch_unless_asked_not_to(batch: bool | None, policy: str) -> None:
+    if batch is None:
+        pool = fairpool.Pool(threads=1, name="sched")
+    else:
+        pool = fairpool.Pool(threads=1, name="sched", batch_scheduling=batch)
+    try:
+        got = pool.execute(os.sched_getscheduler, 0)  # 0: the calling thread, the worker
+    finally:
+        pool.shutdown(timeout=5)
+    assert got == getattr(os, policy), f"the worker's policy is {got}, not {policy} ({getattr(os, policy)})"
