@@ -154,10 +154,15 @@ class Core:
         """
         for job in jobs:
             try:
-                if job.info is not None:  # before the waiter: observers hear of it before the caller resumes
-                    self._tell_answered(job)
-                if job.state in ANSWERED:
-                    job.waiter.answer(job)
+                if job.info is None:
+                    if job.state in ANSWERED:
+                        job.waiter.answer(job)
+                else:
+                    try:  # observers hear of it before the caller resumes
+                        self._tell_answered(job)
+                    finally:  # an interruption thrown in while an observer yielded (see _hooks.notify)
+                        if job.state in ANSWERED:
+                            job.waiter.answer(job)
             except BaseException:
                 self.answer(jobs[jobs.index(job) + 1 :])  # a job is in ``jobs`` once
                 raise

@@ -22,7 +22,7 @@ import itertools
 from typing import Any
 
 from ._faultlog import report_fault
-from ._native import allocate_lock
+from ._native import GREEN_INTERRUPTIONS, allocate_lock, on_hub_thread
 
 __all__ = ["CallInfo", "PoolObserver", "add_observer", "fault_count", "notify", "remove_observer"]
 
@@ -129,19 +129,42 @@ def fault_count() -> int:
 
 
 def notify(event: str, *args: Any) -> None:
-    """Send ``event`` to every observer. Never raises an observer's exception."""
-    global _faults
+    """Send ``event`` to every observer. Never raises an observer's exception.
+
+    One exception: an observer that yields to the hub (a green lock, a green
+    socket) lets eventlet throw the *calling green thread's* ``Timeout`` or
+    ``kill()`` into it. That belongs to the caller, not to the observer: the
+    other observers still get the event, then it is raised on, and the pool
+    core makes sure the call is cancelled or its answer still delivered.
+    """
+    interrupted: BaseException | None = None
     for observer in observers:
         try:
             getattr(observer, event)(*args)
+        except GREEN_INTERRUPTIONS as exc:
+            if interrupted is None and on_hub_thread():
+                interrupted = exc
+            else:
+                _observer_failed(observer, event, exc)
         except BaseException as exc:  # noqa: BLE001 - an observer must not hurt a call, whatever it raises
-            with _faults_lock:
-                _faults += 1
-                first = id(observer) not in _reported
-                _reported.add(id(observer))
-            if first:
-                report_fault(
-                    f"fairpool: observer {observer!r} raised in {event}; its later errors are "
-                    "counted (fairpool.testing.observer_faults()) but not reported again",
-                    exc,
-                )
+            _observer_failed(observer, event, exc)
+    if interrupted is not None:
+        try:
+            raise interrupted
+        finally:
+            interrupted = None
+
+
+def _observer_failed(observer: Any, event: str, exc: BaseException) -> None:
+    """Count an observer's exception; report the first of each observer."""
+    global _faults
+    with _faults_lock:
+        _faults += 1
+        first = id(observer) not in _reported
+        _reported.add(id(observer))
+    if first:
+        report_fault(
+            f"fairpool: observer {observer!r} raised in {event}; its later errors are "
+            "counted (fairpool.testing.observer_faults()) but not reported again",
+            exc,
+        )

@@ -9,8 +9,9 @@ Guarantees:
   runs out first, what is still queued or running is answered with a
   PoolClosed of its own (one instance per caller, so no traceback holds
   another caller's frames). A worker that shuts down its own pool (a call
-  that calls ``shutdown`` or ``killall``) does not wait for itself, and its
-  own call is answered with its real outcome when it returns.
+  that calls ``shutdown`` or ``killall``) does not wait for itself, its
+  own call is answered with its real outcome when it returns, and the
+  calls still queued are left for it to run then, timeout or not.
 * At exit, queued calls are answered with PoolClosed and nothing waits for
   a call stuck in C (workers are daemon threads).
 * In a forked child the pool starts afresh: new lock, no threads; calls
@@ -59,12 +60,16 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
     if not wait:
         return
     me = get_ident()  # a worker shutting down its own pool does not wait for itself
+    inside = any(t.ident == me for t in threads)
     deadline = None if timeout is None else monotonic() + timeout
     join([t for t in threads if t.ident != me], deadline)
     if timeout is None:
         return  # every other worker exited, so the queue is empty (or ours to run next)
     with core.locked() as out:
-        left = core.admission.drain() + core.workers.running_jobs(except_thread=me)
+        # From inside a call, what is still queued is this worker's to run once its call
+        # returns: the timeout bounds this wait, it does not give up on calls it cannot wait for.
+        left = [] if inside else core.admission.drain()
+        left += core.workers.running_jobs(except_thread=me)
         for job in left:
             error = PoolClosed(
                 f"pool {core.name!r} was shut down and its timeout ({timeout}s) ran out before this "

@@ -52,6 +52,26 @@ stdlib_threading: types.ModuleType = _threading_now
 #: Whether eventlet is installed (and so green threads may exist).
 HAVE_EVENTLET = patcher is not None
 
+#: What eventlet throws into a green thread to interrupt it: its ``Timeout`` and
+#: ``GreenletExit`` (``kill()``). Empty without eventlet.
+GREEN_INTERRUPTIONS: tuple[type[BaseException], ...] = ()
+if HAVE_EVENTLET:
+    import greenlet as _greenlet
+    from eventlet import hubs as _hubs
+    from eventlet.timeout import Timeout as _Timeout
+
+    GREEN_INTERRUPTIONS = (_greenlet.GreenletExit, _Timeout)
+
+
+def on_hub_thread() -> bool:
+    """Whether the caller runs on a thread with an eventlet hub (in a green thread, or its main greenlet).
+
+    Only there can eventlet throw a ``Timeout`` or ``GreenletExit`` into the caller.
+    """
+    if not HAVE_EVENTLET:
+        return False
+    return _greenlet.getcurrent().parent is not None or getattr(_hubs._threadlocal, "hub", None) is not None
+
 
 def threads_patched() -> bool:
     """Whether ``eventlet.monkey_patch()`` made ``threading`` green in this process."""

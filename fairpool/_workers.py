@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks
+from ._faultlog import report_fault
 from ._job import Job, run_call
 from ._native import allocate_lock, local, monotonic, os
 from ._native import start_thread as _start_native_thread
@@ -200,7 +201,10 @@ def work(core: Core, worker: Worker) -> None:
             finally:
                 lock.release(out)  # core.unlock(out), spelled out: twice per call
                 if out:
-                    core.answer(out)
+                    try:
+                        core.answer(out)
+                    except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this worker
+                        report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
                     out.clear()
             if job is None:
                 worker.wake.acquire()  # idle until a call, a resize or a shutdown

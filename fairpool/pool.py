@@ -187,8 +187,8 @@ class Pool(Executor):
         channel = green_channel()
         if channel is None:
             native = job.waiter = NativeWaiter()
-            core.submit(job, False)
             try:
+                core.submit(job, False)
                 native.wait()
             except BaseException:
                 core.cancel(job, green=False)  # KeyboardInterrupt in a native caller
@@ -196,8 +196,8 @@ class Pool(Executor):
         else:
             # Wait green: the hub runs other green threads until the answer comes.
             green = job.waiter = GreenWaiter(channel)
-            core.submit(job, True)  # green: the hub's thread never waits for the pool's lock
-            try:
+            try:  # submit too: an observer that yields lets a Timeout or kill() in (_hooks.notify)
+                core.submit(job, True)  # green: the hub's thread never waits for the pool's lock
                 green.wait()
             except BaseException:
                 core.cancel(job, green=True)  # killed (GreenletExit) or timed out (eventlet.Timeout)
@@ -282,7 +282,12 @@ class Pool(Executor):
         job.waiter = future
         future._fairpool_job = job
         future._fairpool_cancel = self._cancel_from_future
-        core.submit(job, green=_must_not_wait())
+        green = _must_not_wait()
+        try:
+            core.submit(job, green)
+        except BaseException:  # a Timeout or kill() let in by an observer that yielded
+            core.cancel(job, green)
+            raise
         return future
 
     def _cancel_from_future(self, job: Job) -> None:
@@ -308,8 +313,8 @@ class Pool(Executor):
             return self._run_inline(fn, args, kwargs)  # type: ignore[no-any-return]
         job = self._new_job(fn, args, kwargs)
         waiter = job.waiter = AsyncioWaiter(asyncio.get_running_loop())
-        core.submit(job, green=True)  # the loop's thread, like a hub's, never waits for the lock
         try:
+            core.submit(job, True)  # the loop's thread, like a hub's, never waits for the lock
             await waiter.future
         except BaseException:
             core.cancel(job, green=True)  # the task was cancelled
@@ -351,9 +356,11 @@ class Pool(Executor):
         eventlet's ``killall``) unless ``cancel_futures`` is set. If ``timeout``
         seconds pass first, the calls still queued or running are answered
         with :class:`fairpool.PoolClosed` (a running call goes on in its
-        thread; its result is dropped). A green caller waits green; a call
-        made from a worker of this pool does not wait for its own call. Calls
-        made afterwards raise PoolClosed.
+        thread; its result is dropped). A green caller waits green. Called
+        from inside one of this pool's calls, it does not wait for that call,
+        and it leaves the queued calls to run once that call returns (its
+        timeout then bounds only the wait for the other workers' calls).
+        Calls made afterwards raise PoolClosed.
 
         Args:
             wait: Wait for the queued and running calls (up to ``timeout``);

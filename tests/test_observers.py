@@ -6,6 +6,8 @@ import contextvars
 import threading
 from typing import Any
 
+import eventlet
+import greenlet
 import pytest
 
 import fairpool
@@ -91,10 +93,22 @@ def test_an_observer_that_wants_context_has_calls_run_in_their_callers_context()
 def test_refused_calls_are_observed_as_rejected(recorder: Recorder) -> None:
     gate = threading.Event()
     pool = fairpool.Pool(threads=1, max_queue=1, on_full="raise", name="refusing")
-    try:
-        with pytest.raises(fairpool.QueueFull):
+    refused: list[BaseException] = []
+
+    def submit_until_refused() -> None:
+        # From a native thread: one with a hub (the main thread, after other tests) never waits
+        # for the pool's lock, and a refusal then comes back as the future's outcome instead.
+        try:
             for _ in range(10):  # one running (or about to), one queued, then the bound
                 pool.submit(gate.wait, 10)
+        except fairpool.QueueFull as exc:
+            refused.append(exc)
+
+    try:
+        submitter = threading.Thread(target=submit_until_refused)
+        submitter.start()
+        submitter.join(10)
+        assert len(refused) == 1, "the queue's bound never refused a submit"
     finally:
         gate.set()
         pool.shutdown(timeout=5)
@@ -103,3 +117,56 @@ def test_refused_calls_are_observed_as_rejected(recorder: Recorder) -> None:
     outcomes = [extra for event, _, extra in recorder.events if event == "answered"]
     assert outcomes.count("rejected") == 2, outcomes
     assert "closed" not in outcomes, outcomes
+
+
+class _YieldingObserver(Recorder):
+    """Yields to the hub in call_submitted, as one that takes a green lock or writes to a green socket."""
+
+    def call_submitted(self, call: CallInfo) -> None:
+        super().call_submitted(call)
+        eventlet.sleep(0.05)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["timeout", "kill"])
+def test_a_timeout_or_kill_let_in_by_a_yielding_observer_reaches_its_caller_and_cancels_the_call(
+    how: str,
+) -> None:
+    observer = _YieldingObserver()
+    _hooks.add_observer(observer)
+    pool = fairpool.Pool(threads=1, name="yielding-observer")
+    ran = threading.Event()
+    try:
+        faults_before = _hooks.fault_count()
+        got: list[str] = []
+
+        def caller() -> None:
+            try:
+                if how == "timeout":
+                    with eventlet.Timeout(0.005):
+                        pool.execute(ran.set)
+                else:
+                    pool.execute(ran.set)
+                got.append("returned")
+            except eventlet.Timeout:
+                got.append("Timeout")
+            except greenlet.GreenletExit:
+                got.append("killed")
+                raise
+
+        g = eventlet.spawn(caller)
+        eventlet.sleep(0.01)  # the caller is inside the observer's call_submitted
+        if how == "kill":
+            g.kill()
+        else:
+            g.wait()
+        assert got == ["Timeout" if how == "timeout" else "killed"], f"the caller's {how} was lost: {got}"
+        assert pool.execute(int, 7) == 7  # the pool serves, and the call before it...
+        assert not ran.is_set(), "a call whose caller gave up before it was queued ran anyway"
+        faults = _hooks.fault_count() - faults_before
+        assert not faults, "the caller's interruption was counted as the observer's fault"
+        answered = [extra for event, _, extra in observer.events if event == "answered"]
+        assert answered == ["cancelled", "returned"], f"observers saw {answered}"
+    finally:
+        _hooks.remove_observer(observer)
+        pool.shutdown(timeout=5)

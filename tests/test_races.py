@@ -279,6 +279,66 @@ def test_a_call_that_shuts_down_its_own_pool_still_returns_its_value(how: str, w
         assert fairpool.execute(lambda: "usable again") == "usable again", "killall left the pool unusable"
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_shutdown_inside_the_only_worker_leaves_the_queued_calls_to_run(timeout: float | None) -> None:
+    """A timeout bounds the wait for other workers: it does not close calls queued behind the caller."""
+    pool = fairpool.Pool(threads=1, name="self-closing-queue")
+    queued = threading.Event()
+    results: dict[int, object] = {}
+
+    def inner() -> str:
+        assert queued.wait(10), "the other callers never queued"
+        pool.shutdown(timeout=timeout)
+        return "inner"
+
+    def caller(i: int) -> None:
+        try:
+            results[i] = pool.execute(_pair, i, i)
+        except PoolClosed as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=lambda: results.__setitem__(-1, pool.execute(inner)))
+    first.start()
+    wait_until(lambda: pool.statistics().busy == 1, 10, "the first call running")
+    others = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
+    for t in others:
+        t.start()
+    wait_until(lambda: pool.statistics().queued == 3, 10, "three calls queued behind it")
+    queued.set()
+    _join_all([first, *others], 20, "callers of a pool shut down from inside its only worker")
+    expected = {-1: "inner", 0: (0, 0), 1: (1, 1), 2: (2, 2)}
+    assert results == expected, f"shutdown(timeout={timeout}) from inside: {results}"
+
+
+@pytest.mark.timeout(60)
+def test_a_done_callback_raising_systemexit_does_not_fail_the_next_call() -> None:
+    """A future's callback runs in the worker that answers it: its SystemExit is the callback's
+    fault, reported, not the worker's (which would answer the call it took next with an error)."""
+    pool = fairpool.Pool(threads=1, name="callback-raises")
+    release = threading.Event()
+    try:
+        first = pool.submit(release.wait, 10)
+
+        def callback(_: concurrent.futures.Future[Any]) -> None:
+            raise SystemExit("from the first future's done-callback")
+
+        first.add_done_callback(callback)
+        wait_until(lambda: pool.statistics().busy == 1, 10, "the first call running")
+        out: list[object] = []
+        second = threading.Thread(target=lambda: out.append(pool.execute(_pair, 2, 2)))
+        second.start()
+        wait_until(lambda: pool.statistics().queued == 1, 10, "the second call queued behind it")
+        release.set()
+        _join_all([second], 10, "the caller queued behind a future whose callback raised")
+        assert first.result(timeout=10) is True
+        assert out == [(2, 2)], f"the next caller got {out!r}, not its own value"
+        assert pool.statistics().worker_faults == 0, "the callback's exception was taken for a worker fault"
+    finally:
+        release.set()
+        pool.shutdown(timeout=5)
+
+
 # -- 4. resize(0) racing native callers -------------------------------------
 
 
