@@ -185,6 +185,7 @@ class Core:
     def take_in_locked(self, job: Job, out: list[Job]) -> None:
         """Bring the pool up to date with ``job``: admit it if new, apply its caller's cancel."""
         if job.state == NEW:
+            admission = self.admission
             if job.cancel_requested:
                 move(job, CANCELLED)
                 self.cancelled += 1
@@ -192,13 +193,13 @@ class Core:
             elif self.closed:
                 job.rejected = True
                 self.close_locked(job, self.closed_error(), out)
-            elif self.admission.max_queue is None:  # admission.admit(), spelled out: no bound
-                self.admission.queue.put(job, job.weight)
+            elif admission.max_queue is None:  # admission.admit(), spelled out: no bound
+                admission.queue.put(job, job.weight)
                 job.state = QUEUED  # NEW -> QUEUED
                 self.submitted += 1
                 self._dispatch_locked(out)
             else:
-                error = self.admission.admit(job, self.workers.coming)
+                error = admission.admit(job, self.workers.coming)
                 if error is not None:
                     job.rejected = True
                     self.close_locked(job, error, out)
@@ -279,13 +280,12 @@ class Core:
             self.busy += 1
             return job
 
-    def finish_locked(self, worker: Worker, ok: bool, result: Any, out: list[Job]) -> None:
-        """Account for the job ``worker`` ran; answer it unless it was answered or left already.
+    def finish_locked(self, job: Job, ok: bool, result: Any, out: list[Job]) -> None:
+        """Account for ``job``, which a worker ran; answer it unless it was answered or left already.
 
-        ``worker.job`` still names the job until ``next_locked`` (called next,
-        under the same hold of the lock) replaces or clears it.
+        The worker's ``worker.job`` still names the job until ``next_locked``
+        (called next, under the same hold of the lock) replaces or clears it.
         """
-        job: Job = worker.job  # type: ignore[assignment]  # not None: the worker loop checked
         self.busy -= 1
         started = job.t_started
         ran = job.t_finished - started
@@ -320,7 +320,7 @@ class Core:
             if job is None or job.state == DONE:
                 pass  # nothing held, or finish_locked accounted for it already
             elif job.t_finished:
-                self.finish_locked(worker, ok, result, out)  # it ran: its real outcome goes back
+                self.finish_locked(job, ok, result, out)  # it ran: its real outcome goes back
             else:
                 self.busy -= 1
                 message = f"fairpool worker {worker.name} failed while running this call: {exc!r}"

@@ -190,12 +190,13 @@ def work(core: Core, worker: Worker) -> None:
     lock = core.lock
     ok, result = False, None
     out: list[Job] = []  # what to answer after each release: one list, emptied each time
+    job: Any = None  # the job this worker ran last, until it is accounted for
     try:
         while True:
             lock.acquire()
             try:
-                if worker.job is not None:
-                    core.finish_locked(worker, ok, result, out)
+                if job is not None:
+                    core.finish_locked(job, ok, result, out)
                     result = None  # the job holds it now; the caller owns it once answered
                 job = core.next_locked(worker)
             finally:
@@ -214,6 +215,7 @@ def work(core: Core, worker: Worker) -> None:
             waiter = job.waiter
             if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
                 core.not_started(worker)
+                job = None
                 continue
             if job.info is None and fault_hook is None:  # nobody observes: the common case
                 job.t_started = monotonic()
