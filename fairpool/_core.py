@@ -3,7 +3,7 @@
 A call's path: ``Pool._call`` makes a :class:`~fairpool._job.Job` and a waiter
 (``fairpool._waiters``), hands the job in (``submit``) and waits. Under the lock
 the job is admitted (``take_in_locked``) and a worker woken or started
-(``_dispatch_locked``); the worker (``fairpool._workers.work``) takes it
+(``dispatch_locked``); the worker (``fairpool._workers.work``) takes it
 (``next_locked``), runs it unlocked, and accounts for it (``finish_locked``).
 Functions ending in ``_locked`` run under the lock and append the jobs they
 moved into a final state to ``out``; :meth:`Core.unlock` releases the lock and
@@ -29,7 +29,6 @@ from typing import Any
 
 from . import _hooks
 from ._admission import Admission
-from ._faultlog import report_fault
 from ._hublock import HubLock
 from ._job import (
     ABANDONED,
@@ -197,7 +196,7 @@ class Core:
                 admission.queue.put(job, job.weight)
                 job.state = QUEUED  # NEW -> QUEUED
                 self.submitted += 1
-                self._dispatch_locked(out)
+                self.dispatch_locked(out)
             else:
                 error = admission.admit(job, self.workers.coming)
                 if error is not None:
@@ -205,13 +204,13 @@ class Core:
                     self.close_locked(job, error, out)
                 else:
                     self.submitted += 1
-                    self._dispatch_locked(out)
+                    self.dispatch_locked(out)
         elif job.cancel_requested:
             if job.state == QUEUED:
                 self.admission.withdraw(job, self.workers.coming)
                 move(job, CANCELLED)
                 self.cancelled += 1
-                self._drop(job)
+                self.drop_call(job)
                 out.append(job)
             elif move(job, ABANDONED):
                 self.abandoned += 1
@@ -223,15 +222,15 @@ class Core:
         """Answer a NEW, QUEUED or RUNNING job with ``error`` (one instance per job)."""
         if move(job, CLOSED):
             job.ok, job.result = False, error
-            self._drop(job)
+            self.drop_call(job)
             self.answered_closed += 1
             out.append(job)
 
     @staticmethod
-    def _drop(job: Job) -> None:
+    def drop_call(job: Job) -> None:
         job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
 
-    def _dispatch_locked(self, out: list[Job]) -> None:
+    def dispatch_locked(self, out: list[Job]) -> None:
         """A job was queued: wake an idle worker, or start one if the size allows."""
         workers = self.workers
         idle = workers.idle
@@ -273,7 +272,7 @@ class Core:
             if job.cancel_requested:  # its caller gave up; the cancel is still on its way
                 move(job, CANCELLED)
                 self.cancelled += 1
-                self._drop(job)
+                self.drop_call(job)
                 continue
             job.state = RUNNING  # QUEUED -> RUNNING: every job in the queue is QUEUED
             worker.job = job
@@ -283,8 +282,7 @@ class Core:
     def finish_locked(self, job: Job, ok: bool, result: Any, out: list[Job]) -> None:
         """Account for ``job``, which a worker ran; answer it unless it was answered or left already.
 
-        The worker's ``worker.job`` still names the job until ``next_locked``
-        (called next, under the same hold of the lock) replaces or clears it.
+        ``worker.job`` names it until ``next_locked``, next under the same hold, changes it.
         """
         self.busy -= 1
         started = job.t_started
@@ -297,36 +295,5 @@ class Core:
             self.failed += 1
         if job.state == RUNNING:  # else CLOSED or ABANDONED already: the outcome is dropped
             job.state = DONE  # RUNNING -> DONE
-            job.ok = ok
-            job.result = result
+            job.ok, job.result = ok, result
             out.append(job)
-
-    def not_started(self, worker: Worker) -> None:
-        """The worker's job was cancelled as it was about to start (its waiter said so): account for it."""
-        with self.locked():
-            job = worker.job
-            assert job is not None
-            worker.job = None
-            self.busy -= 1
-            move(job, CANCELLED)
-            self.cancelled += 1
-            self._drop(job)
-
-    def worker_failed(self, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:
-        """A fault in a worker's loop: answer the call it held, and replace it."""
-        with self.locked() as out:
-            self.worker_faults += 1
-            job = worker.job
-            if job is None or job.state == DONE:
-                pass  # nothing held, or finish_locked accounted for it already
-            elif job.t_finished:
-                self.finish_locked(job, ok, result, out)  # it ran: its real outcome goes back
-            else:
-                self.busy -= 1
-                message = f"fairpool worker {worker.name} failed while running this call: {exc!r}"
-                self.close_locked(job, FairpoolError(message), out)
-            worker.job = None
-            self.workers.remove_failed(worker)
-            if len(self.admission) or self.admission.held:
-                self._dispatch_locked(out)
-        report_fault(f"fairpool worker {worker.name} failed and was replaced; its calls were answered", exc)

@@ -50,7 +50,7 @@ class GreenWaiter:
     """
 
     __slots__ = ("answered", "channel", "greenlet", "waiting")
-    needs_start = False  # only a future can be cancelled in a way the worker must check
+    needs_start = False  # only a future can be cancelled in a way the worker must check (start())
 
     def __init__(self, channel: HubChannel) -> None:
         self.greenlet = getcurrent()
@@ -79,9 +79,6 @@ class GreenWaiter:
             self.waiting = False
             channel.waiting -= 1
 
-    def start(self) -> bool:
-        return True
-
     def reset_after_fork(self) -> None:
         pass
 
@@ -101,9 +98,6 @@ class NativeWaiter:
         if not self.answered:
             self.answered = True
             self._lock.release()
-
-    def start(self) -> bool:
-        return True
 
     def wait(self, timeout: float = -1) -> bool:
         """Block until answered (True) or ``timeout`` seconds pass (False)."""
@@ -283,9 +277,6 @@ class AsyncioWaiter:
         self.loop = loop
         self.future = loop.create_future()  # awaited by the task; only the loop's thread touches it
         self.answered = False
-
-    def start(self) -> bool:
-        return True
 
     def answer(self, job: Job | None) -> None:
         if not self.answered:

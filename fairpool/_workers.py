@@ -3,7 +3,8 @@
 The pool core owns one :class:`WorkerSet` and changes it under its lock;
 the loop (:func:`work`) runs in each worker thread and talks to the core only
 through ``core.lock``, ``core.finish_locked``, ``core.next_locked``,
-``core.answer`` and ``core.worker_failed``.
+``core.answer``; the rare paths (a future cancelled as it starts, a fault in
+the loop) are :func:`not_started` and :func:`worker_failed`, here.
 
 Threads start on demand, one per call that finds no idle worker, up to the
 size. An idle worker blocks on its own ``wake`` lock; the most recently idle
@@ -23,14 +24,24 @@ from typing import TYPE_CHECKING, Any
 
 from . import _hooks
 from ._faultlog import report_fault
-from ._job import Job, run_call
+from ._job import CANCELLED, DONE, Job, move, run_call
 from ._native import allocate_lock, local, monotonic, os
 from ._native import start_thread as _start_native_thread
+from .errors import FairpoolError
 
 if TYPE_CHECKING:
     from ._core import Core
 
-__all__ = ["EXIT", "Worker", "WorkerSet", "current_core", "start_thread", "work"]
+__all__ = [
+    "EXIT",
+    "Worker",
+    "WorkerSet",
+    "current_core",
+    "not_started",
+    "start_thread",
+    "work",
+    "worker_failed",
+]
 
 #: How a worker thread is started: ``start_thread(target, args, name) -> Thread``.
 #: Raises RuntimeError when the OS refuses a thread. The fault-injection seam.
@@ -181,7 +192,7 @@ def work(core: Core, worker: Worker) -> None:
     """A worker thread's whole life: take a call, run it, hand it back, until told to exit.
 
     Never raises: a call's outcome is a value (``run_call``), and a fault in
-    this loop itself goes to ``core.worker_failed``, which answers the call
+    this loop itself goes to :func:`worker_failed`, which answers the call
     the worker held (``worker.job``) and starts its replacement.
     """
     _worker_local.core = core
@@ -214,7 +225,7 @@ def work(core: Core, worker: Worker) -> None:
                 return
             waiter = job.waiter
             if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
-                core.not_started(worker)
+                not_started(core, worker)
                 job = None
                 continue
             if job.info is None and fault_hook is None:  # nobody observes: the common case
@@ -226,7 +237,7 @@ def work(core: Core, worker: Worker) -> None:
                 if fault_hook is not None:  # here: a fault now must find the call's outcome set
                     fault_hook("after run", job)
     except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
-        core.worker_failed(worker, ok, result, exc)
+        worker_failed(core, worker, ok, result, exc)
 
 
 def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
@@ -248,3 +259,35 @@ def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
         info.error = None if ok else result
         _hooks.notify("call_finished", info, ok)
     return ok, result
+
+
+def not_started(core: Core, worker: Worker) -> None:
+    """The worker's job was cancelled as it was about to start (its waiter said so): account for it."""
+    with core.locked():
+        job = worker.job
+        assert job is not None
+        worker.job = None
+        core.busy -= 1
+        move(job, CANCELLED)
+        core.cancelled += 1
+        core.drop_call(job)
+
+
+def worker_failed(core: Core, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:
+    """A fault in a worker's loop: answer the call it held, and replace it."""
+    with core.locked() as out:
+        core.worker_faults += 1
+        job = worker.job
+        if job is None or job.state == DONE:
+            pass  # nothing held, or finish_locked accounted for it already
+        elif job.t_finished:
+            core.finish_locked(job, ok, result, out)  # it ran: its real outcome goes back
+        else:
+            core.busy -= 1
+            message = f"fairpool worker {worker.name} failed while running this call: {exc!r}"
+            core.close_locked(job, FairpoolError(message), out)
+        worker.job = None
+        core.workers.remove_failed(worker)
+        if len(core.admission) or core.admission.held:
+            core.dispatch_locked(out)
+    report_fault(f"fairpool worker {worker.name} failed and was replaced; its calls were answered", exc)
