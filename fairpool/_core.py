@@ -127,11 +127,7 @@ class Core:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[list[Job]]:
-        """``with core.locked() as out:`` holds the lock; on exit, unlocks and answers ``out``.
-
-        For the rare paths (statistics, resize, life cycle, faults); the hot
-        paths acquire and unlock by hand.
-        """
+        """``with core.locked() as out:``: hold the lock; on exit unlock, then answer ``out`` (rare paths)."""
         out: list[Job] = []
         self.lock.acquire()
         try:
@@ -212,6 +208,8 @@ class Core:
                 self.cancelled += 1
                 self.drop_call(job)
                 out.append(job)
+            elif job.state == RUNNING and job.waiter.needs_start:
+                pass  # a future cancelled before it started: the worker's start() says so (not_started)
             elif move(job, ABANDONED):
                 self.abandoned += 1
                 out.append(job)
@@ -250,7 +248,7 @@ class Core:
                 for job in self.admission.drain():
                     self.close_locked(job, FairpoolError(message), out)
 
-    def next_locked(self, worker: Worker) -> Any:
+    def next_locked(self, worker: Worker, out: list[Job]) -> Any:
         """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
         admission, workers = self.admission, self.workers
         if worker.coming:  # workers.arrived(worker), spelled out: the hot path
@@ -273,6 +271,7 @@ class Core:
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self.drop_call(job)
+                out.append(job)  # not answered: its observers hear it was cancelled
                 continue
             job.state = RUNNING  # QUEUED -> RUNNING: every job in the queue is QUEUED
             worker.job = job

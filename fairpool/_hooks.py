@@ -22,7 +22,7 @@ import itertools
 from typing import Any
 
 from ._faultlog import report_fault
-from ._native import GREEN_INTERRUPTIONS, allocate_lock, on_hub_thread
+from ._native import GREEN_INTERRUPTIONS, allocate_lock, thrown_in_for_the_caller
 
 __all__ = ["CallInfo", "PoolObserver", "add_observer", "fault_count", "notify", "remove_observer"]
 
@@ -133,19 +133,21 @@ def notify(event: str, *args: Any) -> None:
 
     One exception: an observer that yields to the hub (a green lock, a green
     socket) lets eventlet throw the *calling green thread's* ``Timeout`` or
-    ``kill()`` into it. That belongs to the caller, not to the observer: the
-    other observers still get the event, then it is raised on, and the pool
-    core makes sure the call is cancelled or its answer still delivered.
+    ``kill()`` into it. That belongs to the caller, not to the observer
+    (``_native.thrown_in_for_the_caller`` tells them apart): the other
+    observers still get the event, then it is raised on (a kill before a
+    timeout), and the pool core makes sure the call is cancelled or its
+    answer still delivered.
     """
     interrupted: BaseException | None = None
     for observer in observers:
         try:
             getattr(observer, event)(*args)
         except GREEN_INTERRUPTIONS as exc:
-            if interrupted is None and on_hub_thread():
-                interrupted = exc
-            else:
+            if not thrown_in_for_the_caller(exc):
                 _observer_failed(observer, event, exc)
+            elif interrupted is None or isinstance(exc, GREEN_INTERRUPTIONS[0]):
+                interrupted = exc  # a kill (GreenletExit) wins over a timeout: the thread must end
         except BaseException as exc:  # noqa: BLE001 - an observer must not hurt a call, whatever it raises
             _observer_failed(observer, event, exc)
     if interrupted is not None:

@@ -57,7 +57,7 @@ class Resumable(Protocol):
     (it gave up, or has not started waiting) never wakes anything else.
     """
 
-    waiting: bool
+    waiting: bool | None
     greenlet: Any
 
 
@@ -90,7 +90,7 @@ class HubChannel:
         "rfd",
         "wfd",
         "writes",  # wake-up bytes written (for statistics and benchmarks)
-        "waiting",  # green threads inside GreenWaiter.wait on this channel (the hub's thread only)
+        "waiting",  # green waiters made on this channel, not done waiting (the hub's thread only)
         "closed",  # closed while idle (killall): late wake-ups are dropped
     )
 

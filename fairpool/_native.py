@@ -63,21 +63,6 @@ if HAVE_EVENTLET:
     GREEN_INTERRUPTIONS = (_greenlet.GreenletExit, _Timeout)
 
 
-def on_hub_thread() -> bool:
-    """Whether the caller runs on a thread with an eventlet hub (in a green thread, or its main greenlet).
-
-    Only there can eventlet throw a ``Timeout`` or ``GreenletExit`` into the caller.
-    """
-    if not HAVE_EVENTLET:
-        return False
-    return _greenlet.getcurrent().parent is not None or getattr(_hubs._threadlocal, "hub", None) is not None
-
-
-def threads_patched() -> bool:
-    """Whether ``eventlet.monkey_patch()`` made ``threading`` green in this process."""
-    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
-
-
 allocate_lock = _thread.allocate_lock
 TIMEOUT_MAX: float = _thread.TIMEOUT_MAX  # the longest a lock or join can be told to wait
 get_ident = _thread.get_ident
@@ -86,6 +71,37 @@ if TYPE_CHECKING:
     from threading import local as local
 else:
     local = threading.local
+
+
+class _WorkerLocal(local):
+    core: Any = None  # the pool core whose worker this native thread is (set by fairpool._workers)
+
+
+#: Per native thread: which pool's worker it is, if any.
+worker_local = _WorkerLocal()
+
+
+def thrown_in_for_the_caller(exc: BaseException) -> bool:
+    """Whether ``exc``, raised out of an observer, is an interruption eventlet threw into the
+    caller's green thread (its ``kill()``, or a ``Timeout`` whose ``with`` block is still open
+    around the call) rather than the observer's own.
+
+    A ``Timeout`` the observer made and left (its block's exit cancels it: ``timer`` is None
+    again) is the observer's. A pool worker is a native thread of fairpool's own: nothing is
+    thrown in for a caller there, even if an observer gave it a hub.
+    """
+    if not HAVE_EVENTLET or worker_local.core is not None:
+        return False
+    if _greenlet.getcurrent().parent is None and getattr(_hubs._threadlocal, "hub", None) is None:
+        return False  # a thread without a hub: eventlet throws nothing in here
+    if isinstance(exc, _Timeout):
+        return exc.timer is not None
+    return isinstance(exc, _greenlet.GreenletExit)
+
+
+def threads_patched() -> bool:
+    """Whether ``eventlet.monkey_patch()`` made ``threading`` green in this process."""
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
 
 
 class LockContext:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED as _CANCELLED
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
 from concurrent.futures._base import PENDING as _PENDING
 from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any, TypeVar
@@ -50,6 +49,7 @@ class GreenWaiter:
     """
 
     __slots__ = ("answered", "channel", "greenlet", "waiting")
+    waiting: bool | None  # False until wait(), True inside it, None once done
     needs_start = False  # only a future can be cancelled in a way the worker must check (start())
 
     def __init__(self, channel: HubChannel) -> None:
@@ -57,6 +57,9 @@ class GreenWaiter:
         self.channel = channel
         self.answered = False
         self.waiting = False
+        # Counted from now, not from wait(): killall() closes only a channel nobody counts on.
+        # Uncounted once: at the end of wait() (waiting becomes None), or by give_up().
+        channel.waiting += 1
 
     def answer(self, job: Job | None) -> None:
         if not self.answered:
@@ -71,13 +74,18 @@ class GreenWaiter:
         channel = self.channel
         switch = channel.hub.switch
         self.waiting = True
-        channel.waiting += 1
         try:
             while not self.answered:
                 switch()
         finally:
-            self.waiting = False
+            self.waiting = None  # done: never resumed again, never uncounted again
             channel.waiting -= 1
+
+    def give_up(self) -> None:
+        """The caller left before it waited (interrupted while handing its call in)."""
+        if self.waiting is False:
+            self.waiting = None
+            self.channel.waiting -= 1
 
     def reset_after_fork(self) -> None:
         pass
@@ -163,8 +171,8 @@ class PoolFuture(Future[T]):
     def start(self) -> bool:
         """A worker is about to run the call: False if the future was cancelled first."""
         with self._condition:
-            if self._state == _CANCELLED_AND_NOTIFIED:
-                return False  # cancel() told the waiters already
+            if self._state != _PENDING and self._state != _CANCELLED:
+                return False  # cancel() told the waiters already, or a shutdown settled it
             return bool(self.set_running_or_notify_cancel())
 
     def answer(self, job: Job | None) -> None:

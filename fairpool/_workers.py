@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import _hooks
 from ._faultlog import report_fault
 from ._job import CANCELLED, DONE, Job, move, run_call
-from ._native import allocate_lock, local, monotonic, os
+from ._native import allocate_lock, monotonic, os, worker_local
 from ._native import start_thread as _start_native_thread
 from .errors import FairpoolError
 
@@ -56,16 +56,13 @@ fault_hook: Callable[[str, Job], None] | None = None
 EXIT: Any = object()
 
 
-class _WorkerLocal(local):
-    core: Core | None = None  # the core whose worker this native thread is
-
-
-_worker_local = _WorkerLocal()
+_worker_local = worker_local  # which pool's worker this native thread is (kept in _native)
 
 
 def current_core() -> Core | None:
     """The core this thread is a worker of, or None."""
-    return _worker_local.core
+    core: Core | None = _worker_local.core
+    return core
 
 
 def forget_worker_after_fork() -> None:
@@ -143,9 +140,12 @@ class WorkerSet:
         return worker
 
     def should_retire(self, queued: int) -> bool:
-        """The pool is larger than its size (one stays at size 0 while calls are queued)."""
-        n = len(self.all)
-        return n > self.size and not (self.size == 0 and n == 1 and queued)
+        """The pool is larger than its size; at size 0, once no call is queued.
+
+        At size 0 every worker that comes back for a call takes one while any
+        is queued: one of them may be stuck in C, and the queue must not wait for it.
+        """
+        return len(self.all) > self.size and not (self.size == 0 and queued)
 
     def retire(self, worker: Worker) -> Any:
         self.all.pop(worker.index, None)
@@ -209,7 +209,7 @@ def work(core: Core, worker: Worker) -> None:
                 if job is not None:
                     core.finish_locked(job, ok, result, out)
                     result = None  # the job holds it now; the caller owns it once answered
-                job = core.next_locked(worker)
+                job = core.next_locked(worker, out)
             finally:
                 lock.release(out)  # core.unlock(out), spelled out: twice per call
                 if out:
@@ -263,14 +263,15 @@ def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
 
 def not_started(core: Core, worker: Worker) -> None:
     """The worker's job was cancelled as it was about to start (its waiter said so): account for it."""
-    with core.locked():
+    with core.locked() as out:
         job = worker.job
         assert job is not None
         worker.job = None
         core.busy -= 1
-        move(job, CANCELLED)
-        core.cancelled += 1
-        core.drop_call(job)
+        if move(job, CANCELLED):  # else a shutdown's timeout answered it (CLOSED) meanwhile
+            core.cancelled += 1
+            core.drop_call(job)
+            out.append(job)  # not answered: its observers hear it was cancelled
 
 
 def worker_failed(core: Core, worker: Worker, ok: bool, result: Any, exc: BaseException) -> None:

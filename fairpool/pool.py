@@ -200,6 +200,7 @@ class Pool(Executor):
                 core.submit(job, True)  # green: the hub's thread never waits for the pool's lock
                 green.wait()
             except BaseException:
+                green.give_up()  # if it never waited
                 core.cancel(job, green=True)  # killed (GreenletExit) or timed out (eventlet.Timeout)
                 raise
         if job.ok:  # job.unwrap(), spelled out for a value: the common case

@@ -170,3 +170,95 @@ def test_a_timeout_or_kill_let_in_by_a_yielding_observer_reaches_its_caller_and_
     finally:
         _hooks.remove_observer(observer)
         pool.shutdown(timeout=5)
+
+
+class _OwnTimeoutObserver(PoolObserver):
+    """Gives up on its own slow green work with a Timeout of its own, and lets it escape."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+
+    def _slow(self) -> None:
+        with eventlet.Timeout(0.01):
+            eventlet.sleep(1)
+
+    def call_submitted(self, call: CallInfo) -> None:
+        if self.event == "call_submitted":
+            self._slow()
+
+    def call_started(self, call: CallInfo) -> None:
+        if self.event == "call_started":
+            self._slow()  # in the worker: eventlet gives the worker thread a hub of its own
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("event", ["call_submitted", "call_started"])
+@pytest.mark.parametrize("caller", ["green", "native"])
+def test_an_observers_own_timeout_is_its_fault_not_the_callers(event: str, caller: str) -> None:
+    observer = _OwnTimeoutObserver(event)
+    _hooks.add_observer(observer)
+    pool = fairpool.Pool(threads=1, name="own-timeout")
+    try:
+        faults_before = _hooks.fault_count()
+        if caller == "green":
+            with eventlet.Timeout(5):
+                got = eventlet.spawn(pool.execute, int, 5).wait()
+        else:
+            out: list[object] = []
+            t = threading.Thread(target=lambda: out.append(pool.execute(int, 5)))
+            t.start()
+            t.join(10)
+            got = out[0] if out else "no answer"
+        assert got == 5, f"a {caller} caller got {got!r}: the observer's own Timeout reached it"
+        faults = _hooks.fault_count() - faults_before
+        assert faults == 1, f"the observer's Timeout was counted as {faults} faults, not 1"
+        assert pool.statistics().worker_faults == 0
+    finally:
+        _hooks.remove_observer(observer)
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_a_kill_after_a_timeout_both_let_in_by_yielding_observers_ends_the_green_thread() -> None:
+    observers = [_YieldingObserver(), _YieldingObserver()]
+    for observer in observers:
+        _hooks.add_observer(observer)
+    pool = fairpool.Pool(threads=1, name="kill-after-timeout")
+    try:
+        after: list[str] = []
+
+        def caller() -> None:
+            with eventlet.Timeout(0.02, False):  # fires during the first observer's yield
+                pool.execute(int)
+            after.append("still running after the kill")
+
+        g = eventlet.spawn(caller)
+        eventlet.sleep(0.07)  # the Timeout fired in the first observer; now in the second
+        g.kill()
+        assert g.dead and not after, f"the kill was lost: {after}"
+    finally:
+        for observer in observers:
+            _hooks.remove_observer(observer)
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_killall_while_a_caller_is_inside_a_yielding_observer_still_answers_it() -> None:
+    fairpool.execute(int)  # the default pool and this hub's channel exist
+    observer = _YieldingObserver()
+    _hooks.add_observer(observer)
+    try:
+        got: list[object] = []
+
+        def caller() -> None:
+            with eventlet.Timeout(10, False):
+                got.append(fairpool.execute(lambda: "answer"))
+
+        g = eventlet.spawn(caller)
+        eventlet.sleep(0.01)  # the caller holds its hub's channel, inside the observer's yield
+        fairpool.killall()
+        with eventlet.Timeout(5, False):
+            g.wait()
+        assert got == ["answer"], f"the caller's answer was lost to killall: {got}"
+    finally:
+        _hooks.remove_observer(observer)

@@ -20,7 +20,7 @@ import eventlet
 import pytest
 
 import fairpool
-from fairpool import FairpoolError, PoolClosed
+from fairpool import FairpoolError, PoolClosed, _hooks
 
 from .conftest import wait_until
 
@@ -694,3 +694,80 @@ def test_every_caller_gets_exactly_its_own_answer_under_short_timeouts(duration:
     assert _native_answer(10, "a native call after the load", pool.execute, _echo, 0, 0) == 0
     _pool_is_idle(pool)
     pool.shutdown(timeout=5)
+
+
+# -- found by a second hostile review ---------------------------------------
+
+
+class _Answers(_hooks.PoolObserver):
+    """Records (call name, outcome) of every call_answered."""
+
+    def __init__(self) -> None:
+        self.answered: list[tuple[str, str]] = []
+
+    def call_answered(self, call: _hooks.CallInfo, outcome: str) -> None:
+        self.answered.append((call.name, outcome))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("what", ["future.cancel()", "shutdown(timeout)"])
+def test_a_call_taken_but_not_started_is_cancelled_or_closed_once(what: str) -> None:
+    """The worker has taken B and runs A's done-callback before starting B: what happens to B meanwhile
+    counts once, B never runs, observers hear one answer, and no worker fault is made of it."""
+    pool = fairpool.Pool(threads=1, name="window")
+    in_callback, release_callback, ran = threading.Event(), threading.Event(), threading.Event()
+    observer = _Answers()
+    _hooks.add_observer(observer)
+    try:
+        first = pool.submit(lambda: "A")
+        first.add_done_callback(lambda _: (in_callback.set(), release_callback.wait(10)))
+        second = pool.submit(ran.set)
+        assert in_callback.wait(10), "A's done-callback never ran"
+        wait_until(lambda: pool.statistics().busy == 1 and pool.statistics().queued == 0, 10, "B taken")
+        if what == "future.cancel()":
+            assert second.cancel(), "a future not yet started could not be cancelled"
+        else:
+            pool.shutdown(timeout=0.1, wait=True)
+        release_callback.set()
+        wait_until(lambda: pool.statistics().busy == 0, 10, "the worker done with B")
+    finally:
+        release_callback.set()
+        _hooks.remove_observer(observer)
+    stats = pool.statistics()
+    pool.shutdown(timeout=5)
+    assert not ran.is_set(), "B ran although it was cancelled or closed before it started"
+    assert stats.worker_faults == 0, f"a worker fault was made of it: {stats}"
+    if what == "future.cancel()":
+        assert second.cancelled()
+        assert (stats.cancelled, stats.abandoned) == (1, 0), f"B counted wrong: {stats}"
+    else:
+        assert isinstance(second.exception(timeout=5), PoolClosed)
+    outcomes = [outcome for name, outcome in observer.answered if name.endswith("set")]
+    assert outcomes == (["cancelled"] if what == "future.cancel()" else ["closed"]), outcomes
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore:fairpool pool 'stuck-neighbour' has 0 threads:RuntimeWarning")
+def test_resize_to_zero_and_shutdown_inside_a_call_do_not_leave_the_queue_to_a_stuck_worker() -> None:
+    pool = fairpool.Pool(threads=2, name="stuck-neighbour")
+    stuck, go = threading.Event(), threading.Event()
+    try:
+        blocked = pool.submit(stuck.wait, 60)  # a call stuck in C, say
+
+        def inner() -> str:
+            assert go.wait(10)
+            pool.resize(0)
+            pool.shutdown(timeout=0.3)
+            return "inner"
+
+        inside = pool.submit(inner)
+        wait_until(lambda: pool.statistics().busy == 2, 10, "both workers busy")
+        queued = [pool.submit(_pair, i, i) for i in range(3)]
+        go.set()
+        assert inside.result(timeout=10) == "inner"
+        assert isinstance(blocked.exception(timeout=10), PoolClosed)
+        got = [q.result(timeout=10) for q in queued]  # while the stuck call is still stuck
+        assert got == [(0, 0), (1, 1), (2, 2)], got
+    finally:
+        stuck.set()
+        pool.shutdown(timeout=5)

@@ -166,6 +166,7 @@ def test_names_bound_before_the_patch_run_on_fairpool(eventlet_pool: str) -> Non
 def test_killall_leaves_nothing_of_fairpool_on_the_hub() -> None:
     from eventlet import hubs
 
+    eventlet.sleep(0)  # the main thread gets its hub (alone, this test may run first)
     assert fair_tpool.execute(lambda: "green") == "green"  # the main greenlet on its hub: waits green
     hub = hubs.get_hub()
     assert hub.get_readers(), "the test needs fairpool's listener on the hub first"
