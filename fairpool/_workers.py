@@ -9,9 +9,9 @@ the loop) are :func:`not_started` and :func:`worker_failed`, here.
 Threads start on demand, one per call that finds no idle worker, up to the
 size. An idle worker blocks on its own ``wake`` lock; the most recently idle
 is woken first (it is the warmest). A worker retires when the pool is
-larger than its size, except that one stays while calls are queued (so a
-pool resized to 0 still runs what it had queued), and when the pool is
-closed and the queue empty.
+larger than its size (at size 0, only once no call is queued: a pool
+resized to 0 still runs what it had queued), and when the pool is closed
+and the queue empty.
 
 The seam for tests: :data:`start_thread` is how a worker thread is started.
 ``fairpool.testing.refuse_threads()`` swaps it to make the OS refuse threads.
