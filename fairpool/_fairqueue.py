@@ -121,38 +121,33 @@ class FairQueue(_Removable[T]):
         rotation, live = self._rotation, self._live
         while rotation:
             lane = rotation[0]
-            if not lane.live:
-                self._drop_lane(lane)
-                continue
-            item = lane.items.popleft()
-            try:
-                live.remove(item)
-            except KeyError:
-                self._removed -= 1  # removed earlier: skip it, at no cost to the lane's turn
-                continue
-            lane.live -= 1
-            if not lane.live:  # self._drop_lane(lane), spelled out: most pops empty their lane
-                if lane.items:
-                    self._removed -= len(lane.items)
-                    lane.items.clear()
-                rotation.popleft()
-                if self._lanes.get(lane.name) is lane:
-                    del self._lanes[lane.name]
-                    self._spare = lane
-            else:
-                lane.credit -= 1
-                if lane.credit <= 0:
-                    lane.credit = lane.weight
-                    rotation.rotate(-1)
-            return item
+            item = None
+            if lane.live:
+                item = lane.items.popleft()
+                try:
+                    live.remove(item)
+                except KeyError:
+                    self._removed -= 1  # removed earlier: skip it, at no cost to the lane's turn
+                    continue
+                lane.live -= 1
+                if lane.live:
+                    lane.credit -= 1
+                    if lane.credit <= 0:
+                        lane.credit = lane.weight
+                        rotation.rotate(-1)
+                    return item
+            # The lane has no live item left (most pops empty their lane): take it out of the
+            # rotation with the removed items it still holds, and keep it as the spare.
+            if lane.items:
+                self._removed -= len(lane.items)
+                lane.items.clear()
+            rotation.popleft()
+            if self._lanes.get(lane.name) is lane:
+                del self._lanes[lane.name]
+                self._spare = lane
+            if item is not None:
+                return item
         return None
-
-    def _drop_lane(self, lane: _Lane[T]) -> None:
-        """Take the lane at the head of the rotation out (it has no live items)."""
-        self._removed -= len(lane.items)
-        self._rotation.popleft()
-        if self._lanes.get(lane.name) is lane:
-            del self._lanes[lane.name]
 
     def remove(self, item: T) -> bool:
         """Take a given item out (a cancelled call), in O(1). False if it is not queued."""

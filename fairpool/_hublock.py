@@ -94,26 +94,23 @@ class HubLock(Generic[T, Out]):
 
     def release(self, out: list[Out]) -> list[Out]:
         """Take in every item left, release, and return ``out`` (what to do after unlocking)."""
-        left = self.left
-        if not left:  # the common case, on every call's path: nothing was left
-            self._lock.release()
-            if not left or not self._lock.acquire(False):
-                return out
-        return self._take_in_and_release(out)
-
-    def _take_in_and_release(self, out: list[Out]) -> list[Out]:
-        """:meth:`release`, holding the lock, with items left."""
-        lock, left, take_in = self._lock, self.left, self.take_in
+        lock, left = self._lock, self.left
         while True:
-            try:
-                while left:
-                    take_in(left.popleft(), out)
-            except BaseException:
-                lock.release()
-                raise
+            if left:  # rarely: on every call's path, nothing was left
+                self._take_in_left(out)
             lock.release()
             if not left or not lock.acquire(False):
                 return out
+
+    def _take_in_left(self, out: list[Out]) -> None:
+        """Take in every item left, holding the lock; on a fault, release it and re-raise."""
+        left, take_in = self.left, self.take_in
+        try:
+            while left:
+                take_in(left.popleft(), out)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def locked(self) -> bool:
         return bool(self._lock.locked())

@@ -64,10 +64,7 @@ class GreenWaiter:
     def answer(self, job: Job | None) -> None:
         if not self.answered:
             self.answered = True
-            channel = self.channel  # channel.deliver(self), spelled out: it runs for every call
-            channel.ready.append(self)  # append, *then* look at pending: see fairpool._hubchannel
-            if not channel.pending:
-                channel.wake()
+            self.channel.deliver(self)
 
     def wait(self) -> None:
         """Switch to the hub until answered. Raises what is thrown in (a Timeout, GreenletExit)."""

@@ -101,12 +101,8 @@ class WorkerSet:
 
     def wake_one(self) -> bool:
         """Wake an idle worker; False if none is idle."""
-        idle = self.idle
-        if idle:
-            worker = idle.pop()
-            worker.coming = True
-            self.coming += 1
-            worker.wake.release()
+        if self.idle:
+            self._wake(self.idle.pop())
             return True
         return False
 
