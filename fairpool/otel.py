@@ -229,22 +229,20 @@ class OtelObserver(PoolObserver):
 
     # -- instrumented locks (fairpool.locks listeners; times in monotonic microseconds) -------
     def lock_waited(self, name: str, start: float, end: float) -> None:
-        wait = (end - start) / 1e6
-        if wait < self.wait_threshold:
-            return
-        span = self._current_span()
-        if span.is_recording():
-            attributes: dict[str, Any] = {"fairpool.lock": name, "fairpool.lock.wait_s": wait}
-            span.add_event("fairpool.lock.wait", attributes, timestamp=_wall_ns_of(start))
+        self._lock_event("wait", name, start, end, self.wait_threshold)
 
     def lock_held(self, name: str, start: float, end: float) -> None:
-        hold = (end - start) / 1e6
-        if hold < self.hold_threshold:
+        self._lock_event("hold", name, start, end, self.hold_threshold)
+
+    def _lock_event(self, kind: str, name: str, start: float, end: float, threshold: float) -> None:
+        """A ``fairpool.lock.<kind>`` event on the current span, if it lasted ``threshold`` seconds."""
+        seconds = (end - start) / 1e6
+        if seconds < threshold:
             return
         span = self._current_span()
         if span.is_recording():
-            attributes: dict[str, Any] = {"fairpool.lock": name, "fairpool.lock.hold_s": hold}
-            span.add_event("fairpool.lock.hold", attributes, timestamp=_wall_ns_of(start))
+            attributes: dict[str, Any] = {"fairpool.lock": name, f"fairpool.lock.{kind}_s": seconds}
+            span.add_event(f"fairpool.lock.{kind}", attributes, timestamp=_wall_ns_of(start))
 
     # -- hub stalls (a fairpool.hubwatch listener, in the hub's thread) ----------------------
     def hub_stalled(self, watch: hubwatch.HubWatch, stall: hubwatch.HubStall) -> None:
