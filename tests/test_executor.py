@@ -14,6 +14,7 @@ import pytest
 
 import fairpool
 from fairpool import PoolClosed
+from fairpool.demo import ticks_during
 
 from .conftest import run_script, wait_until
 
@@ -170,23 +171,11 @@ def test_done_callbacks_wait_and_as_completed_work(executor: fairpool.Pool) -> N
 
 @pytest.mark.timeout(30)
 def test_waiting_on_a_future_from_a_green_thread_lets_the_hub_run(executor: fairpool.Pool) -> None:
-    ticks = []
-
-    def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            eventlet.sleep(0.005)
-
-    ticking = eventlet.spawn(ticker)
-    try:
-        eventlet.sleep(0.02)
-        before = len(ticks)
-        future = executor.submit(time.sleep, 0.3)
-        assert eventlet.spawn(future.result).wait() is None
-        during = len(ticks) - before
-        assert during >= 10, f"the hub ran {during} ticks in 0.3 s: future.result() blocked it"
-    finally:
-        ticking.kill()
+    results: list[object] = []
+    future = executor.submit(time.sleep, 0.3)
+    during, _ = ticks_during(lambda: results.append(eventlet.spawn(future.result).wait()), period=0.005)
+    assert results == [None]
+    assert during >= 10, f"the hub ran {during} ticks in 0.3 s: future.result() blocked it"
 
 
 @pytest.mark.timeout(30)
