@@ -80,6 +80,7 @@ class Core:
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
         self.run_total = 0.0  # seconds the calls that finished ran, in all
+        self.shutting_down_inside: set[int] = set()  # workers inside a shutdown of this pool
 
     def closed_error(self) -> PoolClosed:
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
@@ -221,7 +222,8 @@ class Core:
         if move(job, CLOSED):
             job.ok, job.result = False, error
             self.drop_call(job)
-            self.answered_closed += 1
+            if not job.rejected:  # a refusal is its caller's exception, not a call closed
+                self.answered_closed += 1
             out.append(job)
 
     @staticmethod
@@ -288,11 +290,11 @@ class Core:
         ran = job.t_finished - started
         self.window.append((started - job.t_queued, ran))
         self.run_total += ran
-        if ok:
-            self.completed += 1
-        else:
-            self.failed += 1
-        if job.state == RUNNING:  # else CLOSED or ABANDONED already: the outcome is dropped
+        if job.state == RUNNING:  # else CLOSED or ABANDONED already (and counted so): dropped
+            if ok:
+                self.completed += 1
+            else:
+                self.failed += 1
             job.state = DONE  # RUNNING -> DONE
             job.ok, job.result = ok, result
             out.append(job)

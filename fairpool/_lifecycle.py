@@ -62,7 +62,7 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
     me = get_ident()  # a worker shutting down its own pool does not wait for itself
     inside = any(t.ident == me for t in threads)
     deadline = None if timeout is None else monotonic() + timeout
-    join([t for t in threads if t.ident != me], deadline)
+    _join_others(core, me if inside else None, threads, deadline, join)
     if timeout is None:
         return  # every other worker exited, so the queue is empty (or ours to run next)
     with core.locked() as out:
@@ -76,6 +76,36 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
                 "call finished"
             )
             core.close_locked(job, error, out)
+
+
+def _join_others(core: Core, me: int | None, threads: list[Any], deadline: float | None, join: Any) -> None:
+    """Wait for the workers to exit, but never for one inside a shutdown of this pool itself
+    (``me`` is the caller's thread when it is one of them: two such calls would each wait
+    for the other forever), nor once the pool was reopened (``killall``: they stay)."""
+    with core.locked():
+        if me is not None:
+            core.shutting_down_inside.add(me)
+    try:
+        while True:
+            with core.locked():
+                if not core.closed:
+                    return  # reopened meanwhile: its workers stay, nothing to wait for
+                busy_elsewhere = core.shutting_down_inside
+                others = [t for t in threads if t.ident not in busy_elsewhere and t.is_alive()]
+            if not others:
+                return
+            step = monotonic() + _INSIDE_STEP
+            join(others, step if deadline is None else min(step, deadline))
+            if deadline is not None and monotonic() >= deadline:
+                return
+    finally:
+        if me is not None:
+            with core.locked():
+                core.shutting_down_inside.discard(me)
+
+
+#: How often a waiting shutdown looks again at which workers it still waits for.
+_INSIDE_STEP = 0.05
 
 
 def reopen(core: Core) -> None:
@@ -103,6 +133,7 @@ def _after_fork_in_child(core: Core) -> None:
     core.admission.drain()
     core.workers = _workers.WorkerSet(core.name, core.workers.size)
     core.busy = 0
+    core.shutting_down_inside = set()
     with core.locked() as out:
         for job in in_flight:
             if job.waiter is not None:

@@ -200,6 +200,8 @@ def work(core: Core, worker: Worker) -> None:
     job: Any = None  # the job this worker ran last, until it is accounted for
     try:
         while True:
+            if core.lock is not lock:  # a fork in the call: this is the child's copy of a worker,
+                return  # and the child's pool (new lock, no threads) answered its call already
             lock.acquire()
             try:
                 if job is not None:

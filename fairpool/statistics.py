@@ -30,13 +30,15 @@ class PoolStatistics:
     #: calls the pool admitted to its queue (not inline ones, nor those cancelled before admission)
     submitted: int = 0
     inline: int = 0  #: calls run in the caller's thread (size 0, from a worker, import lock)
-    completed: int = 0  #: calls that returned a value
-    failed: int = 0  #: calls that raised
+    completed: int = 0  #: calls answered with the value they returned
+    failed: int = 0  #: calls answered with the exception they raised
     #: calls whose caller gave up before they ran (queued, or before admission): they never ran.
     #: Can exceed ``submitted``: a call cancelled before the pool admitted it counts here only.
     cancelled: int = 0
     abandoned: int = 0  #: calls whose caller gave up while they ran: the outcome was dropped
-    closed: int = 0  #: calls answered with PoolClosed by a shutdown timeout or a fork
+    #: admitted calls answered with an error instead of their outcome (PoolClosed at a
+    #: shutdown's timeout, exit or fork; FairpoolError when no worker could run them)
+    closed: int = 0
     worker_faults: int = 0  #: worker threads replaced after a fault in fairpool's own loop
     run_total: float = 0.0  #: seconds the calls that finished ran, added up
     wait_p50: float = 0.0

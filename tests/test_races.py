@@ -7,6 +7,7 @@ import importlib
 import itertools
 import logging
 import operator
+import os
 import random
 import sys
 import threading
@@ -771,3 +772,91 @@ def test_resize_to_zero_and_shutdown_inside_a_call_do_not_leave_the_queue_to_a_s
     finally:
         stuck.set()
         pool.shutdown(timeout=5)
+
+
+# -- found by a third hostile review ----------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["shutdown", "killall"])
+def test_two_calls_that_each_shut_their_pool_down_both_return(how: str) -> None:
+    """Each waits for the other workers, but not for one that is itself inside a shutdown."""
+    both = threading.Barrier(2)
+    if how == "shutdown":
+        pool = fairpool.Pool(threads=2, name="two-inside")
+        submit, stop = pool.submit, pool.shutdown
+    else:
+        fairpool.set_num_threads(2)
+        submit, stop = fairpool.default_pool().submit, fairpool.killall
+
+    def call(i: int) -> int:
+        both.wait(10)
+        stop()
+        return i
+
+    futures = [submit(call, 1), submit(call, 2)]
+    got = [f.result(timeout=20) for f in futures]
+    assert got == [1, 2], got
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_fork_inside_a_call_leaves_the_child_a_clean_pool() -> None:
+    """The child's copy of the forking worker does not go back into the child's pool."""
+    pool = fairpool.Pool(threads=2, name="fork-inside")
+    read_end, write_end = os.pipe()
+
+    def report() -> None:
+        time.sleep(0.3)  # the call has returned into its worker loop by now
+        stats = pool.statistics()
+        fresh = pool.submit(_pair, 7, 7).result(timeout=5)
+        workers = sorted(t.name for t in threading.enumerate() if t.name.startswith("fairpool-fork-inside"))
+        line = f"{stats.busy} {stats.completed} {stats.closed} {fresh == (7, 7)} {','.join(workers)}\n"
+        os.write(write_end, line.encode())
+        os._exit(0)
+
+    def forking_call() -> int:
+        pid = os.fork()
+        if pid == 0:
+            threading.Thread(target=report).start()  # then this call returns, in the child too
+        return pid
+
+    try:
+        pid = pool.submit(forking_call).result(timeout=10)
+        os.close(write_end)
+        with os.fdopen(read_end) as child:
+            fields = child.readline().rstrip("\n").split(" ")
+        busy, completed, closed, fresh_ok, workers = [*fields, "", "", "", "", ""][:5]
+        os.waitpid(pid, 0)
+    finally:
+        pool.shutdown(timeout=5)
+    assert (busy, completed, closed) == ("0", "0", "1"), (
+        f"the child's pool: busy={busy} completed={completed} closed={closed}"
+    )
+    assert fresh_ok == "True", "a new call in the child was not answered"
+    assert workers.count("fairpool-fork-inside-0") <= 1 and len(workers.split(",")) <= 2, workers
+
+
+@pytest.mark.timeout(60)
+def test_each_call_is_counted_once_and_refusals_not_at_all() -> None:
+    pool = fairpool.Pool(threads=1, max_queue=1, on_full="raise", name="counted-once")
+    gate = threading.Event()
+    try:
+        running = pool.submit(gate.wait, 10)
+        wait_until(lambda: pool.statistics().busy == 1, 10, "the first call running")
+        queued = pool.submit(_pair, 1, 1)
+        with pytest.raises(fairpool.QueueFull):
+            pool.execute(_pair, 2, 2)  # handed in, refused by the core
+        with pytest.raises(fairpool.QueueFull):
+            pool.submit(_pair, 3, 3)  # refused before it is handed in
+        pool.shutdown(timeout=0.2)  # the running call is closed; the queued one with it
+        with pytest.raises(PoolClosed):
+            pool.execute(_pair, 4, 4)
+        assert isinstance(running.exception(timeout=5), PoolClosed)
+        assert isinstance(queued.exception(timeout=5), PoolClosed)
+    finally:
+        gate.set()
+    wait_until(lambda: pool.statistics().busy == 0, 10, "the closed call to return")
+    stats = pool.statistics()
+    outcomes = (stats.completed, stats.failed, stats.cancelled, stats.abandoned, stats.closed)
+    assert outcomes == (0, 0, 0, 0, 2), f"(completed, failed, cancelled, abandoned, closed) = {outcomes}"
