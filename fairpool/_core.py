@@ -14,7 +14,7 @@ Which thread touches what:
 
 * ``lock``: native callers and workers wait for it; the hub's thread never
   does (``fairpool._hublock``): it leaves its job and the holder takes it in.
-* ``admission``, ``workers``, ``busy``, the counters and ``window``: under ``lock``.
+* ``admission``, ``workers``, ``busy``, the counters, ``window``, ``shutting_down_inside``: under ``lock``.
 * ``closed``: written under ``lock``; read without it for a fast refusal
   (a call that races a shutdown is refused under the lock instead).
 * ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``: set once.
@@ -80,7 +80,7 @@ class Core:
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
         self.run_total = 0.0  # seconds the calls that finished ran, in all
-        self.shutting_down_inside: set[int] = set()  # workers inside a shutdown of this pool
+        self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
 
     def closed_error(self) -> PoolClosed:
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
@@ -283,8 +283,7 @@ class Core:
     def finish_locked(self, job: Job, ok: bool, result: Any, out: list[Job]) -> None:
         """Account for ``job``, which a worker ran; answer it unless it was answered or left already.
 
-        ``worker.job`` names it until ``next_locked``, next under the same hold, changes it.
-        """
+        ``worker.job`` names it until ``next_locked`` (next, same hold of the lock) changes it."""
         self.busy -= 1
         started = job.t_started
         ran = job.t_finished - started
