@@ -73,7 +73,7 @@ class Core:
         self.batch_scheduling = batch_scheduling
         self.lock: HubLock[Job, Job] = HubLock(self.take_in_locked)
         self.admission = Admission(name, policy, max_queue, on_full == "raise")
-        self.workers = WorkerSet(name, size)
+        self.workers = WorkerSet(name, size, counts_coming=max_queue is not None)
         self.closed = False
         self.busy = 0
         self.window = new_window()  # (queue wait, run time) of recent calls
@@ -100,8 +100,8 @@ class Core:
         out: list[Job] = []
         lock = self.lock
         if green:
-            if not lock.acquire_or_leave(job, out):
-                if out:
+            if not lock.acquire(False):  # lock.acquire_or_leave(job, out), spelled out: usually free
+                if lock.leave(job, out):  # it got the lock on its second try: answer what it moved
                     self.answer(out)
                 return
         else:
@@ -236,8 +236,9 @@ class Core:
         idle = workers.idle
         if idle:  # workers.wake_one(), spelled out: this runs for almost every call
             worker = idle.pop()
-            worker.coming = True
-            workers.coming += 1
+            if workers.counts_coming:  # only a bounded queue needs the count (Admission.full)
+                worker.coming = True
+                workers.coming += 1
             worker.wake.release()
             return
         if len(workers.all) >= max(workers.size, 1):  # at the size (at size 0, one runs the queue)
@@ -285,9 +286,8 @@ class Core:
 
         ``worker.job`` names it until ``next_locked`` (next, same hold of the lock) changes it."""
         self.busy -= 1
-        started = job.t_started
-        ran = job.t_finished - started
-        self.window.append((started - job.t_queued, ran))
+        ran = job.t_finished - job.t_started
+        self.window.append((job.t_started - job.t_queued, ran))
         self.run_total += ran
         if job.state == RUNNING:  # else CLOSED or ABANDONED already (and counted so): dropped
             if ok:

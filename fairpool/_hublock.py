@@ -79,10 +79,19 @@ class HubLock(Generic[T, Out]):
         them, as after any :meth:`release`. The second try waits, briefly,
         only when :data:`BACKLOG` items are left already (back-pressure).
         """
-        lock = self._lock
-        if lock.acquire(False):
+        if self._lock.acquire(False):
             return True
-        left = self.left
+        self.leave(item, out)
+        return False
+
+    def leave(self, item: T, out: list[Out]) -> list[Out]:
+        """The second half of :meth:`acquire_or_leave`, for a caller whose ``acquire(False)`` failed.
+
+        Leaves ``item`` for the holder, then tries the lock a second time (see
+        the module docstring). Returns ``out``, which may have gained entries,
+        as for :meth:`acquire_or_leave`: the caller does them.
+        """
+        lock, left = self._lock, self.left
         left.append(item)
         if len(left) < BACKLOG:
             got = lock.acquire(False)
@@ -90,7 +99,7 @@ class HubLock(Generic[T, Out]):
             got = lock.acquire(True, BACKLOG_WAIT)
         if got:
             self.release(out)
-        return False
+        return out
 
     def release(self, out: list[Out]) -> list[Out]:
         """Take in every item left, release, and return ``out`` (what to do after unlocking)."""

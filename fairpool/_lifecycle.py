@@ -131,7 +131,7 @@ def _after_fork_in_child(core: Core) -> None:
     in_flight = [j for j in old_lock.left if j.state == NEW] + list(core.admission)
     in_flight += core.workers.running_jobs()
     core.admission.drain()
-    core.workers = _workers.WorkerSet(core.name, core.workers.size)
+    core.workers = _workers.WorkerSet(core.name, core.workers.size, core.workers.counts_coming)
     core.busy = 0
     core.shutting_down_inside = set()
     with core.locked() as out:

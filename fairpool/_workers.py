@@ -77,7 +77,7 @@ class Worker:
     def __init__(self, index: int, name: str) -> None:
         self.index = index
         self.name = name
-        self.coming = True  # woken or started, and not yet back for a call (see WorkerSet.coming)
+        self.coming = False  # woken or started, and not yet back for a call (see WorkerSet.coming)
         self.wake = allocate_lock()  # held while idle; released to wake it
         self.wake.acquire()
         self.thread: Any = None
@@ -87,9 +87,9 @@ class Worker:
 class WorkerSet:
     """Which workers exist, which are idle, how many may exist. Under the pool's lock."""
 
-    __slots__ = ("all", "coming", "idle", "name", "next_index", "size")
+    __slots__ = ("all", "coming", "counts_coming", "idle", "name", "next_index", "size")
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, counts_coming: bool) -> None:
         self.name = name
         self.size = size
         self.all: dict[int, Worker] = {}
@@ -97,7 +97,10 @@ class WorkerSet:
         self.next_index = 0
         # Workers woken or started that have not yet come back for a call: each will
         # take one queued call at once, so the queue's bound does not count those.
+        # Only a bounded queue reads it (``counts_coming``: the pool has a max_queue);
+        # otherwise it stays 0, which saves the counting on every call.
         self.coming = 0
+        self.counts_coming = counts_coming
 
     def wake_one(self) -> bool:
         """Wake an idle worker; False if none is idle."""
@@ -111,8 +114,9 @@ class WorkerSet:
             self._wake(self.idle.pop())
 
     def _wake(self, worker: Worker) -> None:
-        worker.coming = True
-        self.coming += 1
+        if self.counts_coming:
+            worker.coming = True
+            self.coming += 1
         worker.wake.release()
 
     def arrived(self, worker: Worker) -> None:
@@ -132,7 +136,9 @@ class WorkerSet:
         except BaseException:
             del self.all[index]
             raise
-        self.coming += 1
+        if self.counts_coming:
+            worker.coming = True
+            self.coming += 1
         return worker
 
     def should_retire(self, queued: int) -> bool:

@@ -40,6 +40,17 @@ def test_a_held_lock_leaves_the_item_and_the_holder_takes_it_in_before_releasing
     assert seen == [7, 8] and not lock.left and not lock.locked()
 
 
+def test_leave_is_the_second_half_of_acquire_or_leave() -> None:
+    """The pool core tries ``acquire(False)`` itself and calls ``leave`` only when that fails."""
+    seen: list[int] = []
+    lock: HubLock[int, int] = HubLock(lambda item, out: (seen.append(item), out.append(-item)))  # type: ignore[func-returns-value]
+    lock.acquire()
+    out: list[int] = []
+    assert lock.leave(3, out) is out and out == [], "a held lock was taken, or something was done early"
+    assert list(lock.left) == [3] and seen == []
+    assert lock.release([]) == [-3] and seen == [3] and not lock.locked()
+
+
 def test_a_fault_taking_an_item_in_still_releases_the_lock() -> None:
     def take_in(item: int, out: list[int]) -> None:
         raise OSError("injected")
