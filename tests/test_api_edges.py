@@ -157,3 +157,34 @@ def test_the_queue_bound_does_not_count_a_call_a_worker_is_about_to_take(how: st
     finally:
         gate.set()
         pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_the_queue_bound_does_not_count_a_call_an_idle_worker_was_woken_for() -> None:
+    """threads=1, max_queue=1, the worker idle: the call it is woken for does not fill the queue.
+
+    A long switch interval keeps the woken worker from running between the
+    submits, so the call it was woken for is still queued when the next comes.
+    """
+    import sys
+    import threading
+
+    gate = threading.Event()
+    pool = fairpool.Pool(threads=1, max_queue=1, on_full="raise", name="bound-idle")
+    interval = sys.getswitchinterval()
+    try:
+        assert pool.execute(int) == 0  # the worker exists and is idle once this returns
+        sys.setswitchinterval(30)
+        try:
+            first = pool.submit(gate.wait, 10)  # wakes the idle worker, which will take it
+            second = pool.submit(gate.wait, 10)  # the queue's one place
+            with pytest.raises(fairpool.QueueFull, match="max_queue bound"):
+                pool.submit(gate.wait, 10)
+        finally:
+            sys.setswitchinterval(interval)
+        gate.set()
+        assert first.result(timeout=10) is True and second.result(timeout=10) is True
+    finally:
+        sys.setswitchinterval(interval)
+        gate.set()
+        pool.shutdown(timeout=5)
