@@ -53,24 +53,27 @@ class Admission:
         job.state = QUEUED  # NEW -> QUEUED: only NEW jobs are admitted
         return None
 
-    def withdraw(self, job: Job, coming: int) -> None:
-        """Take a QUEUED job out (its caller gave up), in O(1)."""
+    def withdraw(self, job: Job, coming: int) -> bool:
+        """Take a QUEUED job out (its caller gave up), in O(1). True if a held call moved up."""
         if job.held:
             self.held.remove(job)
-        elif self.queue.remove(job):
-            self.make_room(coming)
+            return False
+        return self.queue.remove(job) and self.make_room(coming)
 
-    def make_room(self, coming: int) -> None:
+    def make_room(self, coming: int) -> bool:
         """A call left the run queue: move the next held one up, if the bound now allows.
 
         Workers take from ``queue`` directly (``queue.pop()``, under the
         lock) and call this after taking one when ``max_queue`` is set.
+        Returns True if a call moved up: the core then finds it a worker.
         """
         if self.held and not self.full(coming):
             job = self.held.pop()
             if job is not None:
                 job.held = False
                 self.queue.put(job, job.weight)
+                return True
+        return False
 
     def drain(self) -> list[Job]:
         """Take out every queued and held job, in the order they would have run."""

@@ -138,8 +138,7 @@ class Core:
 
     def unlock(self, out: list[Job]) -> None:
         """Release the lock (taking in what the hub left), then answer the jobs in ``out``."""
-        out = self.lock.release(out)
-        if out:
+        if self.lock.release(out):
             self.answer(out)
 
     def answer(self, jobs: list[Job]) -> None:
@@ -204,7 +203,8 @@ class Core:
                     self.dispatch_locked(out)
         elif job.cancel_requested:
             if job.state == QUEUED:
-                self.admission.withdraw(job, self.workers.coming)
+                if self.admission.withdraw(job, self.workers.coming):
+                    self.dispatch_locked(out)  # a held call moved up into the room it left
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self.drop_call(job)
@@ -262,8 +262,8 @@ class Core:
                 worker.job = None
                 return workers.retire(worker)
             job = admission.queue.pop()
-            if job is not None and admission.max_queue is not None:
-                admission.make_room(workers.coming)  # a held call moves up into the freed room
+            if job is not None and admission.max_queue is not None and admission.make_room(workers.coming):
+                self.dispatch_locked(out)  # a held call moved up into the freed room: find it a worker
             if job is None:
                 worker.job = None
                 if self.closed:

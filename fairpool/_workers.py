@@ -103,7 +103,7 @@ class WorkerSet:
         self.counts_coming = counts_coming
 
     def wake_one(self) -> bool:
-        """Wake an idle worker; False if none is idle."""
+        """Wake an idle worker to look at the size again (resize); False if none is idle."""
         if self.idle:
             self._wake(self.idle.pop())
             return True
@@ -114,9 +114,8 @@ class WorkerSet:
             self._wake(self.idle.pop())
 
     def _wake(self, worker: Worker) -> None:
-        if self.counts_coming:
-            worker.coming = True
-            self.coming += 1
+        # Not counted as coming: it was not woken for a queued call (the core's dispatch_locked
+        # is), and it may retire without taking one, which must not leave room counted for it.
         worker.wake.release()
 
     def arrived(self, worker: Worker) -> None:

@@ -289,6 +289,11 @@ class Pool(Executor):
         except BaseException:  # a Timeout or kill() let in by an observer that yielded
             core.cancel(job, green)
             raise
+        # Refused under the lock: the bound filled (or a shutdown came) since the check above.
+        # Raised here too; only a call a hub's thread left for the lock's holder is refused later.
+        error = future.exception(0) if job.rejected and future.done() else None
+        if error is not None:
+            raise error
         return future
 
     def _cancel_from_future(self, job: Job) -> None:

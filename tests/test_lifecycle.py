@@ -72,6 +72,99 @@ def test_callers_wait_while_the_queue_is_full_and_nothing_is_lost(gate: threadin
         pool.shutdown(timeout=5)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("idle", [1, 8])
+def test_shrinking_a_bounded_pool_does_not_let_calls_past_the_bound(gate: threading.Event, idle: int) -> None:
+    """The idle workers woken to retire take no call: no room may be counted for them."""
+    pool = fairpool.Pool(threads=idle + 1, max_queue=1, on_full="raise", name="shrinks")
+    try:
+        warm = [pool.submit(time.sleep, 0.05) for _ in range(idle + 1)]  # every worker started
+        assert [f.result(timeout=10) for f in warm] == [None] * (idle + 1)
+        busy = pool.submit(gate.wait, 10)
+        wait_until(lambda: pool.statistics().busy == 1, what="one worker busy, the others idle")
+        pool.resize(1)  # wakes the idle ones, which retire
+        accepted, refused = [], 0
+        for _ in range(5):
+            try:
+                accepted.append(pool.submit(gate.wait, 10))
+            except QueueFull:
+                refused += 1
+        wait_until(lambda: pool.statistics().threads == 1, what="the idle workers to retire")
+        queued = pool.statistics().queued
+        assert (len(accepted), refused, queued) == (1, 4, 1), (
+            f"max_queue=1 with its one worker busy: {len(accepted)} accepted, {refused} refused, "
+            f"{queued} queued; expected 1, 4 and 1"
+        )
+        gate.set()
+        assert busy.result(timeout=10) is True and [f.result(timeout=10) for f in accepted] == [True]
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_growing_a_bounded_pool_runs_its_held_calls_too(gate: threading.Event) -> None:
+    """threads=1, max_queue=1: X runs, A is queued, B and C are held; resize(3) runs X, A and B."""
+    pool = fairpool.Pool(threads=1, max_queue=1, on_full="wait", name="grows")
+    try:
+        futures = [pool.submit(gate.wait, 10) for _ in "XABC"]
+        wait_until(
+            lambda: (pool.statistics().busy, pool.statistics().waiting_admission) == (1, 2),
+            what="one call running, one queued, two held",
+        )
+        pool.resize(3)
+        wait_until(lambda: pool.statistics().busy == 3, what="three calls running after resize(3)")
+        stats = pool.statistics()
+        assert (stats.threads, stats.queued, stats.waiting_admission) == (3, 1, 0), stats
+        gate.set()
+        assert [f.result(timeout=10) for f in futures] == [True] * 4
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_a_native_submit_refused_at_the_bound_raises_even_when_the_bound_filled_meanwhile(
+    gate: threading.Event,
+) -> None:
+    """16 threads submit at once to threads=1, max_queue=1: each gets a future or QueueFull, never a
+    future that already failed with QueueFull (the check before the lock and the one under it race)."""
+    pool = fairpool.Pool(threads=1, max_queue=1, on_full="raise", name="refuses")
+    failed_futures: list[BaseException | None] = []
+    accepted: list[object] = []
+    start = threading.Barrier(16)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race is narrow
+
+    def producer() -> None:
+        start.wait()
+        for _ in range(300):
+            try:
+                future = pool.submit(gate.wait, 10)
+            except QueueFull:
+                continue
+            if future.done() and isinstance(future.exception(0), QueueFull):
+                failed_futures.append(future.exception(0))
+            else:
+                accepted.append(future)
+
+    try:
+        threads = [threading.Thread(target=producer) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        sys.setswitchinterval(interval)
+        assert failed_futures == [], f"{len(failed_futures)} submit() calls returned a failed future"
+        assert len(accepted) <= 2, f"{len(accepted)} calls taken with one worker and max_queue=1"
+        gate.set()
+        assert all(f.result(timeout=10) is True for f in accepted)  # type: ignore[attr-defined]
+    finally:
+        sys.setswitchinterval(interval)
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
