@@ -43,29 +43,29 @@ class Admission:
     def admit(self, job: Job, coming: int) -> QueueFull | None:
         """Queue a NEW job (or hold it for room). Returns the error to answer it with instead."""
         max_queue = self.max_queue  # full(), inline: this runs for every call
-        if max_queue is not None and len(self.queue) - coming >= max_queue:
-            if self.raise_when_full:
+        if max_queue is not None and (self.held or len(self.queue) - coming >= max_queue):
+            if self.raise_when_full:  # (nothing is ever held then)
                 return self.full_error(job.fn)
-            job.held = True
+            job.held = True  # behind the calls held before it, even if there is room: they go first
             self.held.put(job, job.weight)
         else:
             self.queue.put(job, job.weight)
         job.state = QUEUED  # NEW -> QUEUED: only NEW jobs are admitted
         return None
 
-    def withdraw(self, job: Job, coming: int) -> bool:
-        """Take a QUEUED job out (its caller gave up), in O(1). True if a held call moved up."""
+    def withdraw(self, job: Job) -> None:
+        """Take a QUEUED job out (its caller gave up), in O(1). Room may have freed up: see make_room."""
         if job.held:
             self.held.remove(job)
-            return False
-        return self.queue.remove(job) and self.make_room(coming)
+        else:
+            self.queue.remove(job)
 
     def make_room(self, coming: int) -> bool:
-        """A call left the run queue: move the next held one up, if the bound now allows.
+        """Move the next held call up into the run queue, if the bound allows; True if one moved.
 
-        Workers take from ``queue`` directly (``queue.pop()``, under the
-        lock) and call this after taking one when ``max_queue`` is set.
-        Returns True if a call moved up: the core then finds it a worker.
+        Called by the core whenever room may have freed up (a call left the
+        queue, a worker was woken or started); it then finds the call that
+        moved up a worker, and calls this again until nothing moves.
         """
         if self.held and not self.full(coming):
             job = self.held.pop()

@@ -23,11 +23,10 @@ Which thread touches what:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _hooks
+from . import _hooks, _observed
 from ._admission import Admission
 from ._hublock import HubLock
 from ._job import (
@@ -40,7 +39,6 @@ from ._job import (
     QUEUED,
     RUNNING,
     Job,
-    describe,
     move,
 )
 from ._native import monotonic
@@ -49,8 +47,6 @@ from .errors import FairpoolError, PoolClosed
 from .statistics import new_window
 
 __all__ = ["Core"]
-
-_OUTCOMES = {CANCELLED: "cancelled", ABANDONED: "abandoned", CLOSED: "closed"}
 
 
 class Core:
@@ -96,7 +92,7 @@ class Core:
         if not job.cancel_requested:  # a new call, not a cancel
             job.t_queued = monotonic()
             if _hooks.observers:
-                self._announce(job)
+                _observed.announce(self, job)
         out: list[Job] = []
         lock = self.lock
         if green:
@@ -117,14 +113,6 @@ class Core:
         """The caller gave up: the call never runs if still queued; else its outcome is dropped."""
         job.cancel_requested = True
         self.submit(job, green)
-
-    def _announce(self, job: Job) -> None:
-        info = job.info = _hooks.CallInfo(
-            self.name, describe(job.fn), job.lane, job.t_queued, len(self.admission), self.busy
-        )
-        if _hooks.wants_context:
-            info.context = contextvars.copy_context()
-        _hooks.notify("call_submitted", info)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[list[Job]]:
@@ -154,27 +142,13 @@ class Core:
                         job.waiter.answer(job)
                 else:
                     try:  # observers hear of it before the caller resumes
-                        self._tell_answered(job)
+                        _observed.tell_answered(job)
                     finally:  # an interruption thrown in while an observer yielded (see _hooks.notify)
                         if job.state in ANSWERED:
                             job.waiter.answer(job)
             except BaseException:
                 self.answer(jobs[jobs.index(job) + 1 :])  # a job is in ``jobs`` once
                 raise
-
-    @staticmethod
-    def _tell_answered(job: Job) -> None:
-        info, state = job.info, job.state
-        job.info = None
-        if state == DONE:
-            outcome = "returned" if job.ok else "raised"
-        elif state == CLOSED and job.rejected:
-            outcome = "rejected"
-        else:
-            outcome = _OUTCOMES[state]
-        if state == CLOSED:
-            info.error = job.result
-        _hooks.notify("call_answered", info, outcome)
 
     # -- moves, under the lock ---------------------------------------------
     def take_in_locked(self, job: Job, out: list[Job]) -> None:
@@ -200,11 +174,13 @@ class Core:
                     self.close_locked(job, error, out)
                 else:
                     self.submitted += 1
-                    self.dispatch_locked(out)
+                    if not job.held:
+                        self.dispatch_locked(out)
+                    self.admit_held_locked(out)
         elif job.cancel_requested:
             if job.state == QUEUED:
-                if self.admission.withdraw(job, self.workers.coming):
-                    self.dispatch_locked(out)  # a held call moved up into the room it left
+                self.admission.withdraw(job)
+                self.admit_held_locked(out)
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self.drop_call(job)
@@ -214,8 +190,12 @@ class Core:
             elif move(job, ABANDONED):
                 self.abandoned += 1
                 out.append(job)
-            elif job.state == DONE:
-                self.abandoned += 1  # answered, but its caller left before taking the answer
+            elif job.state == DONE:  # answered, but its caller left without the answer: dropped after all
+                if job.ok:  # counted once: as abandoned now, no longer as completed or failed
+                    self.completed -= 1
+                else:
+                    self.failed -= 1
+                self.abandoned += 1
 
     def close_locked(self, job: Job, error: BaseException, out: list[Job]) -> None:
         """Answer a NEW, QUEUED or RUNNING job with ``error`` (one instance per job)."""
@@ -229,6 +209,11 @@ class Core:
     @staticmethod
     def drop_call(job: Job) -> None:
         job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
+
+    def admit_held_locked(self, out: list[Job]) -> None:
+        """Move held calls up into the run queue while the bound allows, each with a worker."""
+        while self.admission.held and self.admission.make_room(self.workers.coming):
+            self.dispatch_locked(out)
 
     def dispatch_locked(self, out: list[Job]) -> None:
         """A job was queued: wake an idle worker, or start one if the size allows."""
@@ -254,16 +239,17 @@ class Core:
     def next_locked(self, worker: Worker, out: list[Job]) -> Any:
         """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
         admission, workers = self.admission, self.workers
-        if worker.coming:  # workers.arrived(worker), spelled out: the hot path
+        coming = worker.coming  # woken or started for a queued call: it takes one before it retires
+        if coming:  # workers.arrived(worker), spelled out: the hot path
             worker.coming = False
             workers.coming -= 1
         while True:
-            if len(workers.all) > workers.size and workers.should_retire(len(admission)):
+            if len(workers.all) > workers.size and workers.should_retire(len(admission), coming):
                 worker.job = None
                 return workers.retire(worker)
             job = admission.queue.pop()
-            if job is not None and admission.max_queue is not None and admission.make_room(workers.coming):
-                self.dispatch_locked(out)  # a held call moved up into the freed room: find it a worker
+            if job is not None and admission.held:
+                self.admit_held_locked(out)  # into the room it left
             if job is None:
                 worker.job = None
                 if self.closed:

@@ -114,9 +114,7 @@ class WorkerSet:
             self._wake(self.idle.pop())
 
     def _wake(self, worker: Worker) -> None:
-        # Not counted as coming: it was not woken for a queued call (the core's dispatch_locked
-        # is), and it may retire without taking one, which must not leave room counted for it.
-        worker.wake.release()
+        worker.wake.release()  # not "coming": not woken for a call (dispatch_locked's are); it may retire
 
     def arrived(self, worker: Worker) -> None:
         """``worker`` is back for a call (under the lock, at the top of ``next_locked``)."""
@@ -140,13 +138,15 @@ class WorkerSet:
             self.coming += 1
         return worker
 
-    def should_retire(self, queued: int) -> bool:
-        """The pool is larger than its size; at size 0, once no call is queued.
+    def should_retire(self, queued: int, coming: bool = False) -> bool:
+        """The pool is larger than its size; at size 0, or for a worker ``coming``, once no call is queued.
 
         At size 0 every worker that comes back for a call takes one while any
         is queued: one of them may be stuck in C, and the queue must not wait for it.
+        A worker woken or started for a queued call (``coming``) takes one too:
+        the bound let that call in counting on it.
         """
-        return len(self.all) > self.size and not (self.size == 0 and queued)
+        return len(self.all) > self.size and not ((self.size == 0 or coming) and queued)
 
     def retire(self, worker: Worker) -> Any:
         self.all.pop(worker.index, None)
@@ -167,8 +167,8 @@ class WorkerSet:
 
 
 def resize(core: Core, size: int) -> None:
-    """Set ``core``'s size: start workers for queued calls, let the excess idle ones exit."""
-    with core.locked():
+    """Set ``core``'s size: start workers for queued (and held) calls, let the excess idle ones exit."""
+    with core.locked() as out:
         workers = core.workers
         workers.size = size
         for _ in range(min(size - len(workers.all), len(core.admission) - len(workers.idle))):
@@ -176,6 +176,7 @@ def resize(core: Core, size: int) -> None:
                 workers.start(core)
             except RuntimeError:
                 break  # the workers that exist take the queue; the next call tries again
+        core.admit_held_locked(out)  # room for held calls, with the workers just started
         for _ in range(len(workers.all) - size):
             if not workers.wake_one():  # it sees the excess and retires
                 break

@@ -35,7 +35,8 @@ class PoolStatistics:
     #: calls whose caller gave up before they ran (queued, or before admission): they never ran.
     #: Can exceed ``submitted``: a call cancelled before the pool admitted it counts here only.
     cancelled: int = 0
-    abandoned: int = 0  #: calls whose caller gave up while they ran: the outcome was dropped
+    #: calls whose caller gave up while they ran (or after, before taking the answer): outcome dropped
+    abandoned: int = 0
     #: admitted calls answered with an error instead of their outcome (PoolClosed at a
     #: shutdown's timeout, exit or fork; FairpoolError when no worker could run them)
     closed: int = 0

@@ -112,6 +112,38 @@ def test_a_task_cancelled_while_its_call_runs_has_the_outcome_dropped(pool1: fai
 
 
 @pytest.mark.timeout(30)
+def test_a_task_cancelled_after_its_call_was_answered_is_counted_once(pool1: fairpool.Pool) -> None:
+    """The call returns and is answered while the loop is blocked; then the task is cancelled.
+
+    Its outcome never reaches the task: it is counted as abandoned, and only so.
+    """
+    started, gate = threading.Event(), threading.Event()
+
+    def call() -> None:
+        started.set()
+        gate.wait(10)
+
+    async def main() -> None:
+        task = asyncio.create_task(pool1.run_sync(call))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        gate.set()  # from here on the loop is blocked until the cancel
+        while pool1.statistics().completed == 0:  # answered: the loop has not resumed the task
+            time.sleep(0.001)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    stats = pool1.statistics()
+    counted = (stats.completed, stats.failed, stats.cancelled, stats.abandoned, stats.closed)
+    assert (stats.submitted, counted) == (1, (0, 0, 0, 1, 0)), (
+        f"submitted {stats.submitted}; (completed, failed, cancelled, abandoned, closed) = {counted}"
+    )
+
+
+@pytest.mark.timeout(30)
 def test_lanes_follow_each_tasks_context(pool1: fairpool.Pool) -> None:
     gate = threading.Event()
     order: list[str] = []

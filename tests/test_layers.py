@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "_waiters": 2,
     "_workers": 2,
     "_core": 2,
+    "_observed": 2,
     "_lifecycle": 2,
     "_snapshot": 2,
     "hybridlock": 2,

@@ -103,6 +103,93 @@ def test_shrinking_a_bounded_pool_does_not_let_calls_past_the_bound(gate: thread
 
 
 @pytest.mark.timeout(60)
+def test_a_worker_woken_for_a_call_takes_it_even_if_the_pool_shrank_meanwhile(gate: threading.Event) -> None:
+    """threads=2 idle, max_queue=1: the bound lets a call in for each woken worker; resize(1) before
+    they run must not leave those calls queued over the bound with the workers gone."""
+    pool = fairpool.Pool(threads=2, max_queue=1, on_full="raise", name="shrinks-late")
+    interval = sys.getswitchinterval()
+    try:
+        warm = [pool.submit(time.sleep, 0.05) for _ in range(2)]
+        assert [f.result(timeout=10) for f in warm] == [None, None]
+        wait_until(lambda: pool.statistics().busy == 0, what="both workers idle")
+        sys.setswitchinterval(30)  # the woken workers cannot run until this thread waits
+        try:
+            accepted = []
+            for _ in range(5):
+                try:
+                    accepted.append(pool.submit(gate.wait, 10))
+                except QueueFull:
+                    pass
+            pool.resize(1)
+        finally:
+            sys.setswitchinterval(interval)
+        wait_until(lambda: pool.statistics().busy == 2, what="both woken workers to take a call")
+        stats = pool.statistics()
+        assert (len(accepted), stats.queued) == (3, 1), (
+            f"{len(accepted)} calls accepted, {stats.queued} left queued with max_queue=1: {stats}"
+        )
+        gate.set()
+        assert [f.result(timeout=10) for f in accepted] == [True] * 3
+        wait_until(lambda: pool.statistics().threads == 1, what="the pool to shrink to 1 once idle")
+    finally:
+        sys.setswitchinterval(interval)
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
+def test_a_call_arriving_while_calls_are_held_waits_behind_them() -> None:
+    """Admission: with calls held, a newcomer is held too, even when a worker's coming opened room."""
+    from fairpool._admission import Admission
+    from fairpool._job import Job
+
+    admission = Admission("order", "fifo", max_queue=1, raise_when_full=False)
+    a, b, c = (Job(int, (), {}, "default", 1) for _ in range(3))
+    assert admission.admit(a, coming=0) is None and not a.held  # queued
+    assert admission.admit(b, coming=0) is None and b.held  # the queue is full: held
+    assert admission.admit(c, coming=1) is None  # room for one (a worker is coming for a)...
+    assert c.held, "the newcomer went into the queue ahead of the call held before it"
+    assert admission.make_room(coming=1) and not b.held  # ...which the held call gets first
+    assert list(admission.queue) == [a, b] and list(admission.held) == [c]
+
+
+@pytest.mark.timeout(60)
+def test_held_calls_start_before_calls_made_after_them() -> None:
+    """threads=1, max_queue=1, fifo: X runs, A is queued, B held; resize(2) (A starts), then C.
+
+    When X returns, its worker takes B, not C.
+    """
+    for _ in range(10):  # a race: one round was enough, most of the time, before the fix
+        gates = {name: threading.Event() for name in "XABC"}
+        order: list[str] = []
+
+        def call(name: str, gates: dict[str, threading.Event] = gates, order: list[str] = order) -> str:
+            order.append(name)
+            gates[name].wait(10)
+            return name
+
+        pool = fairpool.Pool(threads=1, max_queue=1, on_full="wait", policy="fifo", name="held-first")
+        stats = pool.statistics
+        try:
+            futures = [pool.submit(call, "X")]
+            wait_until(lambda stats=stats: stats().busy == 1, what="X to run")
+            futures += [pool.submit(call, name) for name in "AB"]
+            assert (stats().queued, stats().waiting_admission) == (1, 1)
+            pool.resize(2)
+            futures.append(pool.submit(call, "C"))
+            wait_until(lambda order=order: order == ["X", "A"], what="X and A running")
+            gates["X"].set()
+            wait_until(lambda order=order: len(order) == 3, what="X's worker to take the next call")
+            assert order == ["X", "A", "B"], f"start order {order}: C was submitted after B was held"
+            for gate in gates.values():
+                gate.set()
+            assert [f.result(timeout=10) for f in futures] == list("XABC")
+        finally:
+            for gate in gates.values():
+                gate.set()
+            pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
 def test_growing_a_bounded_pool_runs_its_held_calls_too(gate: threading.Event) -> None:
     """threads=1, max_queue=1: X runs, A is queued, B and C are held; resize(3) runs X, A and B."""
     pool = fairpool.Pool(threads=1, max_queue=1, on_full="wait", name="grows")
