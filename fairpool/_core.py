@@ -248,7 +248,7 @@ class Core:
                 worker.job = None
                 return workers.retire(worker)
             job = admission.queue.pop()
-            if job is not None and admission.held:
+            if job is not None and admission.max_queue is not None and admission.held:  # (len: a call)
                 self.admit_held_locked(out)  # into the room it left
             if job is None:
                 worker.job = None
