@@ -81,17 +81,25 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
 def _join_others(core: Core, me: int | None, threads: list[Any], deadline: float | None, join: Any) -> None:
     """Wait for the workers to exit, but never for one inside a shutdown of this pool itself
     (``me`` is the caller's thread when it is one of them: two such calls would each wait
-    for the other forever), nor once the pool was reopened (``killall``: they stay)."""
+    for the other forever), nor once the pool was reopened (``killall``: they stay).
+
+    Workers started after the shutdown began (``resize()`` up, a failed worker's
+    replacement) are waited for too: each step looks at the pool's workers again.
+    """
     with core.locked():
         if me is not None:
             core.shutting_down_inside.add(me)
+    threads = list(threads)
     try:
         while True:
             with core.locked():
                 if not core.closed:
                     return  # reopened meanwhile: its workers stay, nothing to wait for
+                threads += [w.thread for w in core.workers.all.values() if w.thread not in threads]
                 busy_elsewhere = core.shutting_down_inside
-                others = [t for t in threads if t.ident not in busy_elsewhere and t.is_alive()]
+                others = [
+                    t for t in threads if t is not None and t.ident not in busy_elsewhere and t.is_alive()
+                ]
             if not others:
                 return
             step = monotonic() + _INSIDE_STEP

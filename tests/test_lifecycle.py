@@ -284,6 +284,44 @@ def test_shutdown_runs_queued_calls_then_refuses_new_ones() -> None:
         pool.submit(int)
 
 
+@pytest.mark.timeout(60)
+def test_shutdown_waits_for_workers_started_after_it_began() -> None:
+    """resize() up while a shutdown waits starts workers for the queued calls: it waits for those too."""
+    pool = fairpool.Pool(threads=1, name="late-workers")
+    running: set[int] = set()
+    guard = threading.Lock()
+
+    def call(i: int, seconds: float) -> int:
+        with guard:
+            running.add(i)
+        time.sleep(seconds)
+        with guard:
+            running.discard(i)
+        return i
+
+    futures = [pool.submit(call, 0, 0.3)]
+    futures += [pool.submit(call, i, 0.6 if i == 1 else 0.01) for i in range(1, 6)]
+    wait_until(lambda: running == {0}, what="the first call to run")
+    shutting = threading.Thread(target=pool.shutdown)  # wait=True, no timeout
+    shutting.start()
+
+    def refuses() -> bool:  # the shutdown began (a probe call made before that just runs)
+        try:
+            pool.submit(int)
+        except PoolClosed:
+            return True
+        return False
+
+    wait_until(refuses, what="the shutdown to begin")
+    pool.resize(4)  # starts workers for the queued calls, after the shutdown took its list
+    shutting.join(30)
+    assert not shutting.is_alive()
+    with guard:
+        still = sorted(running)
+    assert still == [], f"shutdown() returned while calls {still} were still running"
+    assert [f.result(timeout=0) for f in futures] == [0, 1, 2, 3, 4, 5]
+
+
 def test_shutdown_timeout_answers_whatever_is_left_with_pool_closed(gate: threading.Event) -> None:
     pool = fairpool.Pool(threads=1, name="stuck")
     running = eventlet.spawn(pool.execute, gate.wait, 30)
