@@ -219,11 +219,10 @@ class Core:
         """A job was queued: wake an idle worker, or start one if the size allows."""
         workers = self.workers
         idle = workers.idle
-        if idle:  # workers.wake_one(), spelled out: this runs for almost every call
+        if idle:  # wake the warmest idle worker for this call; inline: this runs for almost every call
             worker = idle.pop()
             if workers.counts_coming:  # only a bounded queue needs the count (Admission.full)
-                worker.coming = True
-                workers.coming += 1
+                workers.expect(worker)
             worker.wake.release()
             return
         if len(workers.all) >= max(workers.size, 1):  # at the size (at size 0, one runs the queue)

@@ -95,26 +95,28 @@ class WorkerSet:
         self.all: dict[int, Worker] = {}
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0
-        # Workers woken or started that have not yet come back for a call: each will
-        # take one queued call at once, so the queue's bound does not count those.
-        # Only a bounded queue reads it (``counts_coming``: the pool has a max_queue);
-        # otherwise it stays 0, which saves the counting on every call.
+        # Workers woken or started for a queued call, not yet back for it: the queue's bound
+        # does not count those calls. Kept only for a bounded queue (``counts_coming``), else 0.
         self.coming = 0
         self.counts_coming = counts_coming
 
+    # wake_one and wake_all wake workers to look again (resize, shutdown), not for a call:
+    # they are not counted as coming (dispatch_locked's are), and they may retire.
     def wake_one(self) -> bool:
         """Wake an idle worker to look at the size again (resize); False if none is idle."""
         if self.idle:
-            self._wake(self.idle.pop())
+            self.idle.pop().wake.release()
             return True
         return False
 
     def wake_all(self) -> None:
         while self.idle:
-            self._wake(self.idle.pop())
+            self.idle.pop().wake.release()
 
-    def _wake(self, worker: Worker) -> None:
-        worker.wake.release()  # not "coming": not woken for a call (dispatch_locked's are); it may retire
+    def expect(self, worker: Worker) -> None:
+        """``worker`` was woken or started for a queued call (only when ``counts_coming``)."""
+        worker.coming = True
+        self.coming += 1
 
     def arrived(self, worker: Worker) -> None:
         """``worker`` is back for a call (under the lock, at the top of ``next_locked``)."""
@@ -134,11 +136,10 @@ class WorkerSet:
             del self.all[index]
             raise
         if self.counts_coming:
-            worker.coming = True
-            self.coming += 1
+            self.expect(worker)
         return worker
 
-    def should_retire(self, queued: int, coming: bool = False) -> bool:
+    def should_retire(self, queued: int, coming: bool) -> bool:
         """The pool is larger than its size; at size 0, or for a worker ``coming``, once no call is queued.
 
         At size 0 every worker that comes back for a call takes one while any
