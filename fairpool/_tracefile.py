@@ -16,13 +16,18 @@ taken by a regular file (an earlier run's trace, or the parent's when a
 subprocess inherits ``FAIRPOOL_TRACE``), the trace goes to a per-process name
 beside it, ``<stem>.<pid><ext>``, and a warning says which. Anything else
 (a symbolic link, a device, a FIFO) is refused. A path that is a directory
-(or ends with ``/``) gets ``fairpool-<pid>.json`` inside it. ``{pid}`` and
+(or ends with ``/``) gets ``fairpool-<pid>.json`` inside it, created through
+the directory's own descriptor (opened with ``O_DIRECTORY | O_NOFOLLOW``: a
+symbolic link there is refused); a missing directory's last component is made
+at mode 0700 (a missing parent is an error). Whether the path names a
+directory is decided once, at start: a forked child whose directory was
+removed makes it again, never a file in its place or beside it. ``{pid}`` and
 ``{host}`` in the path are replaced by the process id and the host name.
 
 After ``fork()`` the child drops the parent's buffer, lock and file (they
 are the parent's) and, on its first event, starts its own writer and its own
-file, named from the same template: ``{pid}`` expanded, or the per-process
-name beside the parent's.
+file, named from the same template: ``{pid}`` expanded, ``fairpool-<pid>.json``
+in a directory, or the per-process name beside the parent's.
 
 Each file starts with an anchor event (``fairpool_anchor``: the wall clock and
 the monotonic clock read together, their uncertainty, host name, boot id,
@@ -120,12 +125,79 @@ def _hostname() -> str:
         return "unknown-host"
 
 
-def expand(template: str, pid: int) -> str:
+def placeholders(template: str, pid: int) -> str:
+    """``template`` with ``{pid}`` and ``{host}`` replaced."""
+    return template.replace("{pid}", str(pid)).replace("{host}", _hostname())
+
+
+def names_directory(template: str, pid: int) -> bool:
+    """Whether a trace path names a directory: it ends with ``/`` (or ``/.``), or is a directory now.
+
+    A symbolic link is not a directory here (``lstat``): without a ``/`` it is
+    refused as any link at the path is; with one, :func:`open_directory` refuses it.
+    """
+    if os.path.basename(template) in ("", ".", ".."):
+        return True
+    try:
+        return stat.S_ISDIR(os.lstat(placeholders(template, pid)).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def expand(template: str, pid: int, directory: bool = False) -> str:
     """``{pid}`` and ``{host}`` replaced; a directory gets ``fairpool-<pid>.json`` inside it."""
-    path = template.replace("{pid}", str(pid)).replace("{host}", _hostname())
-    if path.endswith(os.sep) or os.path.isdir(path):
+    path = placeholders(template, pid)
+    if directory:
         path = os.path.join(path, f"fairpool-{pid}.json")
     return path
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir_once(path: str) -> int | None:
+    """The directory at ``path``, opened without following a link (None if nothing is there)."""
+    try:
+        fd: int = os.open(path, _DIR_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        what = _what(path)
+        if what is None and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a regular file" if exc.errno == errno.ENOTDIR else "a symbolic link"
+        if what is not None and what != "a directory":
+            raise TraceFileError(f"refusing the trace directory {path!r}: it is {what}") from None
+        raise TraceFileError(f"cannot use the trace directory {path!r}: {exc.strerror}") from None
+    return fd
+
+
+def open_directory(path: str) -> int:
+    """Open the trace directory ``path``, creating its last component (mode 0700) if it is missing.
+
+    Never follows a symbolic link at ``path`` and never creates a missing
+    parent; whatever else is there (a link, a file) is refused.
+
+    Raises:
+        TraceFileError: ``path`` is not a directory, or cannot be created or opened.
+    """
+    fd = _open_dir_once(path)
+    if fd is not None:
+        return fd
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass  # made meanwhile (or a dangling link): checked as it is opened below
+    except FileNotFoundError:
+        parent = os.path.dirname(path.rstrip(os.sep)) or os.sep
+        raise TraceFileError(
+            f"cannot create the trace directory {path!r}: its parent {parent!r} does not exist"
+        ) from None
+    except OSError as exc:
+        raise TraceFileError(f"cannot create the trace directory {path!r}: {exc.strerror}") from None
+    fd = _open_dir_once(path)
+    if fd is None:
+        raise TraceFileError(f"cannot use the trace directory {path!r}: it vanished as it was created")
+    return fd
 
 
 def per_process_path(path: str, pid: int, attempt: int = 0) -> str:
@@ -140,10 +212,10 @@ def per_process_path(path: str, pid: int, attempt: int = 0) -> str:
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
-def _what(path: str) -> str | None:
+def _what(path: str, dir_fd: int | None = None) -> str | None:
     """What is at ``path`` if it is not a regular file ("a symbolic link", ...), or None."""
     try:
-        st = os.lstat(path)
+        st = os.lstat(path, dir_fd=dir_fd)
     except OSError:
         return None
     return None if stat.S_ISREG(st.st_mode) else file_kind(st.st_mode)
@@ -164,8 +236,8 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_new(path: str) -> int:
-    fd: int = os.open(path, _FLAGS, 0o600)
+def _open_new(path: str, dir_fd: int | None = None) -> int:
+    fd: int = os.open(path, _FLAGS, 0o600, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # cannot happen with O_CREAT|O_EXCL; checked all the same
@@ -176,29 +248,55 @@ def _open_new(path: str) -> int:
     return fd
 
 
-def create_file(template: str, pid: int, derive: bool = False) -> tuple[int, str, str | None]:
+def create_file(
+    template: str, pid: int, derive: bool = False, directory: bool = False
+) -> tuple[int, str, str | None]:
     """Create the trace file; returns ``(fd, path, note)``.
 
     ``note`` says why the path is not the one asked for (or is None). With
-    ``derive`` (a forked child) the per-process name is used at once.
+    ``derive`` (a forked child) the per-process name is used at once. With
+    ``directory`` (see :func:`names_directory`) the file is
+    ``fairpool-<pid>.json`` inside the directory ``template`` names, which is
+    created if it is missing (:func:`open_directory`); the file is never put
+    anywhere else.
 
     Raises:
         TraceFileError: The path is refused or cannot be created.
     """
     try:
-        asked = expand(template, pid)
+        asked = expand(template, pid, directory)
     except (OSError, ValueError) as exc:
         raise TraceFileError(f"cannot use the trace path {template!r}: {exc}") from None
+    if directory:
+        folder, name = os.path.split(asked)
+        try:
+            dir_fd = open_directory(folder)
+        except ValueError as exc:  # an embedded NUL byte
+            raise TraceFileError(f"cannot use the trace path {template!r}: {exc}") from None
+        try:
+            stem = name[: -len(".json")]
+            names = [name] + [f"{stem}-{n}.json" for n in range(1, 20)]
+            return _create_first(folder, names, asked, dir_fd)
+        finally:
+            os.close(dir_fd)
     first = asked
     if derive and "{pid}" not in template:
         first = per_process_path(asked, pid)
     candidates = [first] + [per_process_path(asked, pid, n) for n in range(0 if first == asked else 1, 20)]
+    return _create_first("", candidates, asked, None)
+
+
+def _create_first(
+    folder: str, names: list[str], asked: str, dir_fd: int | None
+) -> tuple[int, str, str | None]:
+    """Create the first of ``names`` (in ``dir_fd``, else as they are) that does not exist."""
     note = None
-    for path in candidates:
+    for name in names:
+        path = os.path.join(folder, name) if folder else name
         try:
-            return _open_new(path), path, note
+            return _open_new(name, dir_fd), path, note
         except FileExistsError:
-            what = _what(path)
+            what = _what(name, dir_fd)
             if what is not None:
                 raise TraceFileError(f"refusing the trace path {path!r}: it is {what}") from None
             if path == asked:
@@ -207,7 +305,7 @@ def create_file(template: str, pid: int, derive: bool = False) -> tuple[int, str
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise TraceFileError(f"refusing the trace path {path!r}: it is a symbolic link") from None
-            what = _what(path)
+            what = _what(name, dir_fd)
             if what is not None:
                 raise TraceFileError(f"refusing the trace path {path!r}: it is {what}") from None
             raise TraceFileError(f"cannot write the trace file {path!r}: {exc.strerror}") from None
@@ -294,6 +392,9 @@ class TraceSink:
     """The buffer, the writer thread and the file of one tracer. See the module docstring."""
 
     def __init__(self, template: str, process_label: str, on_failure: Callable[[str], None]) -> None:
+        #: Whether the path names a directory (decided once: a forked child whose
+        #: directory was removed makes it again, never a file in its place).
+        self.directory = names_directory(template, os.getpid())
         try:
             template = os.path.abspath(template)  # a child that changes directory keeps its parent's
         except (OSError, ValueError):
@@ -360,7 +461,7 @@ class TraceSink:
     # -- the owner (start, close, fork) ------------------------------------------
     def start(self) -> None:
         """Create the file now (raising TraceFileError), write its head, start the writer."""
-        fd, self.path, note = create_file(self.template, self.pid)
+        fd, self.path, note = create_file(self.template, self.pid, directory=self.directory)
         self._fd = fd
         if note:
             warn(f"fairpool: {note}; tracing to {self.path!r}")
@@ -405,7 +506,9 @@ class TraceSink:
     def _run(self, create: bool) -> None:
         try:
             if create:
-                fd, self.path, note = create_file(self.template, self.pid, derive=True)
+                fd, self.path, note = create_file(
+                    self.template, self.pid, derive=True, directory=self.directory
+                )
                 self._fd = fd
                 if note:
                     warn(f"fairpool: {note}; tracing to {self.path!r}")

@@ -404,12 +404,14 @@ def start(path: str) -> Tracer:
 
     If ``path`` exists, the trace goes to ``<stem>.<pid><ext>`` beside it
     (``Tracer.path`` says which, and a warning too); an existing path is never
-    overwritten.
+    overwritten. A ``path`` that ends with ``/`` or is a directory gets
+    ``fairpool-<pid>.json`` inside it; a missing directory is made (mode
+    0700; its parent must exist).
 
     Raises:
         TraceError: Recording is already on, or ``path`` cannot be created
-            (raised now, not at exit): a missing directory, a symbolic
-            link, a device, no permission.
+            (raised now, not at exit): a missing parent directory, a
+            symbolic link, a device, no permission.
     """
     global _active
     with _active_lock:

@@ -382,6 +382,112 @@ def test_a_directory_gets_one_file_per_process(tmp_path: Path) -> None:
     assert spans(load(tmp_path / f"fairpool-{pid}.json"), "w")
 
 
+# -- a path that names a directory is a directory (issue 19) ------------------------------
+
+
+def test_a_missing_directory_named_with_a_slash_is_created_owner_only(tmp_path: Path) -> None:
+    with trace.recording(str(tmp_path / "missing") + "/") as tracer:
+        fairpool.traced(name="w")(lambda: None)()
+    made = tmp_path / "missing"
+    assert made.is_dir() and not made.is_symlink(), f"{made} is not a directory: {made.stat()}"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700, oct(made.stat().st_mode)
+    assert tracer.path == str(made / f"fairpool-{os.getpid()}.json")
+    assert stat.S_IMODE(os.stat(tracer.path).st_mode) == 0o600
+    assert spans(load(tracer.path), "w")
+
+
+def test_a_missing_directory_from_the_variable_is_created_owner_only(tmp_path: Path) -> None:
+    made = tmp_path / "traces"
+    pid = run_script(
+        "import os, fairpool; fairpool.traced(name='w')(lambda: None)(); print(os.getpid())",
+        env={"FAIRPOOL_TRACE": str(made) + "/"},
+    ).strip()
+    assert made.is_dir(), f"{made} should be a directory, is {made.stat() if made.exists() else 'missing'}"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700, oct(made.stat().st_mode)
+    assert [p.name for p in made.iterdir()] == [f"fairpool-{pid}.json"]
+    assert spans(load(made / f"fairpool-{pid}.json"), "w")
+
+
+@pytest.mark.parametrize("how", ["dangling", "to a directory"])
+def test_a_symlink_at_a_trace_directory_is_refused(tmp_path: Path, how: str) -> None:
+    target = tmp_path / "target"
+    if how == "to a directory":
+        target.mkdir()
+    link = tmp_path / "traces"
+    link.symlink_to(target)
+    with pytest.raises(fairpool.TraceError, match=r"refusing the trace directory .*traces.*symbolic link"):
+        trace.start(str(link) + "/")
+    assert trace.active() is None
+    assert not target.exists() or list(target.iterdir()) == [], "nothing is created through the link"
+    proc = python(
+        "import fairpool; from fairpool import trace; assert trace.active() is None; "
+        "print(fairpool.execute(lambda: 'served'))",
+        env={"FAIRPOOL_TRACE": str(link) + "/"},
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "served", proc.stderr
+    (line,) = warning_lines(proc.stderr)
+    assert "symbolic link" in line and "tracing is off" in line, line
+    assert not target.exists() or list(target.iterdir()) == [], "nothing is created through the link"
+
+
+def test_a_trace_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(fairpool.TraceError, match=r"its parent .*no-parent.* does not exist"):
+        trace.start(str(tmp_path / "no-parent" / "traces") + "/")
+    assert not (tmp_path / "no-parent").exists()
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(fairpool.TraceError, match=r"refusing the trace directory .*file.*regular file"):
+        trace.start(str(tmp_path / "file") + "/")
+    assert (tmp_path / "file").read_text() == "mine"
+    assert trace.active() is None
+
+
+FORK_AFTER_REMOVAL = """
+import json, os, shutil, sys
+import fairpool
+from fairpool import trace
+
+spelling, where = sys.argv[1], sys.argv[2]
+tracer = trace.start(where + "/" if spelling == "slash" else where)
+fairpool.traced(name="parent-work")(lambda: None)()
+shutil.rmtree(where)  # log clean-up removed the directory while the service runs
+pid = os.fork()
+if pid == 0:
+    fairpool.traced(name="child-work")(lambda: None)()
+    trace.stop()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"child": pid, "status": os.waitstatus_to_exitcode(status), "parent": tracer.path}))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("spelling", ["slash", "existing directory"])
+def test_a_forked_child_whose_trace_directory_was_removed_writes_inside_it(
+    tmp_path: Path, spelling: str
+) -> None:
+    where = tmp_path / "traces"
+    where.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_REMOVAL, spelling, str(where)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.splitlines()[-1])
+    assert info["status"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["traces"], "a file outside the trace directory"
+    assert where.is_dir(), f"{where} is not a directory"
+    assert stat.S_IMODE(where.stat().st_mode) == 0o700
+    (child_file,) = list(where.iterdir())
+    assert child_file.name == f"fairpool-{info['child']}.json"
+    assert stat.S_IMODE(child_file.stat().st_mode) == 0o600
+    evs = load(child_file)
+    assert {e["pid"] for e in evs} == {info["child"]}
+    assert spans(evs, "child-work") and not spans(evs, "parent-work")
+
+
 # -- 3. the anchor --------------------------------------------------------------------
 
 
