@@ -41,7 +41,6 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
-import reprlib
 import sys
 import weakref
 from collections.abc import Callable, Iterator
@@ -49,7 +48,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, TypeVar, overload
 
-from . import _hooks, _tracefile
+from . import _argrepr, _hooks, _tracefile
 from ._hooks import CallInfo, PoolObserver
 from ._hubchannel import getcurrent as _getcurrent
 from ._native import allocate_lock, local, os, threading, time
@@ -110,40 +109,17 @@ def failures() -> int:
 # -- bounded reprs ----------------------------------------------------------------
 
 
-class _BoundedRepr(reprlib.Repr):
-    """reprlib's bounded repr, bounded for bytes and big ints too (it reprs those whole)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = self.maxlong = ARG_REPR_LIMIT
-        self.maxlevel = 3
-
-    def repr_bytes(self, x: bytes, level: int) -> str:
-        s = repr(x[: self.maxstring])
-        return s if len(x) <= self.maxstring else s[:-1] + "...'"
-
-    repr_bytearray = repr_bytes
-
-    def repr_memoryview(self, x: memoryview, level: int) -> str:
-        return f"<memoryview of {x.nbytes} bytes>"
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 640:  # about 190 digits: cut before making the whole string
-            return f"<int of {x.bit_length()} bits>"
-        return super().repr_int(x, level)
-
-    def repr_instance(self, x: Any, level: int) -> str:
-        s = repr(x)  # a user type's own __repr__: cut to the limit
-        return s if len(s) <= self.maxother else s[: self.maxother - 3] + "..."
-
-
-_reprs = _BoundedRepr()
-
-
 def bounded_repr(value: Any) -> str:
-    """A repr of ``value`` of at most :data:`ARG_REPR_LIMIT` characters that never raises."""
+    """A repr of ``value`` of at most :data:`ARG_REPR_LIMIT` characters that never raises.
+
+    Its cost is bounded too, whatever the value's type and size
+    (:mod:`fairpool._argrepr`): strings are cut before their repr is made,
+    containers (subclasses and ``collections`` types included) are walked
+    from their start, never sorted, and left when the limit is reached. A
+    class's own ``__repr__`` is used as it is (it may hide secrets) and cut.
+    """
     try:
-        text = _reprs.repr(value)
+        text = _argrepr.render(value, ARG_REPR_LIMIT)
     except Exception as exc:  # noqa: BLE001 - a raising __repr__ must not change the call's outcome
         try:
             return f"<{type(value).__name__} (repr raised {type(exc).__name__})>"[:ARG_REPR_LIMIT]

@@ -678,6 +678,182 @@ def test_bounded_repr_never_raises() -> None:
     assert len(trace.bounded_repr(list(range(10_000)))) <= trace.ARG_REPR_LIMIT
 
 
+# -- record_args: the work is bounded, whatever the argument's type (issue 19) --------------
+
+
+class _Str(str):
+    pass
+
+
+class _Bytes(bytes):
+    pass
+
+
+class _List(list):  # type: ignore[type-arg]
+    pass
+
+
+N = 1_000_000
+
+
+def _huge(kind: str) -> Any:
+    """A huge argument of the kind named, and the start its rendering must have."""
+    from collections import Counter, OrderedDict, defaultdict
+
+    if kind == "str subclass":
+        return _Str("s" * 50_000_000), "'sss"
+    if kind == "bytes subclass":
+        return _Bytes(b"b" * 50_000_000), "b'bbb"
+    if kind == "OrderedDict":
+        return OrderedDict((i, i) for i in range(N)), "OrderedDict({0: 0, 1: 1, 2: 2"
+    if kind == "defaultdict":
+        return defaultdict(list, ((i, [i]) for i in range(N))), "defaultdict(<class 'list'>, {0: [0], 1: [1]"
+    if kind == "Counter":
+        return Counter({i: 1 for i in range(N)}), "Counter({0: 1, 1: 1, 2: 1"
+    if kind == "dict":
+        return {N - i: i for i in range(N)}, f"{{{N}: 0, {N - 1}: 1"  # the dict's own order, not sorted
+    if kind == "set":
+        return set(range(N)), "{0, 1, 2, 3"
+    if kind == "frozenset":
+        return frozenset(range(N)), "frozenset({0, 1, 2"
+    if kind == "nested":  # a list subclass of dicts of sets of str subclasses of 100 KB, then a huge set
+        inner = {_Str("k" * 100_000): {_Str(str(j) * 100_000) for j in range(10)}}
+        return _List([dict(inner) for _ in range(100)] + [set(range(N))]), "[{'kkk"
+    raise AssertionError(kind)
+
+
+#: What rendering one argument may allocate at most (bytes), whatever its size: measured 3 to 7 KB
+#: (before: a 1M-item dict or set sorted whole, 8 MB; a 50 MB str subclass, 50 MB; a 1M-item
+#: OrderedDict, 104 MB; a Counter, 127 MB).
+RENDER_PEAK = 64 * 1024
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "str subclass",
+        "bytes subclass",
+        "OrderedDict",
+        "defaultdict",
+        "Counter",
+        "dict",
+        "set",
+        "frozenset",
+        "nested",
+    ],
+)
+def test_a_huge_argument_of_any_builtin_kind_is_rendered_in_bounded_memory(tmp_path: Path, kind: str) -> None:
+    value, start = _huge(kind)
+
+    @fairpool.traced(record_args=True)
+    def take(x: object) -> str:
+        return "own result"
+
+    tracemalloc.start()
+    try:
+        text = trace.bounded_repr(value)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < RENDER_PEAK, f"{kind}: {peak:,} bytes allocated to render it"
+    assert len(text) <= trace.ARG_REPR_LIMIT, f"{kind}: {len(text)} characters"
+    assert text.startswith(start), f"{kind}: {text!r} should start with {start!r}"
+    assert text.endswith("..."), f"{kind}: {text!r} is not marked as cut"
+    out = tmp_path / "t.json"
+    with trace.recording(str(out)):
+        assert take(value) == "own result"
+    (span,) = [e for e in spans(load(out)) if e["name"].endswith("take")]
+    assert span["args"]["args"] == [text]
+
+
+class _Key:
+    """A key that counts how often it is rendered or compared (sorting compares)."""
+
+    touched = 0
+    compared = 0
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        _Key.touched += 1
+        return f"K{self.n}"
+
+    def __lt__(self, other: object) -> bool:
+        _Key.compared += 1
+        return isinstance(other, _Key) and self.n < other.n
+
+    def __hash__(self) -> int:
+        return self.n
+
+
+@pytest.mark.parametrize("kind", ["dict", "set", "OrderedDict", "Counter", "defaultdict", "list of dicts"])
+def test_rendering_a_huge_container_touches_a_bounded_number_of_items(kind: str) -> None:
+    from collections import Counter, OrderedDict, defaultdict
+
+    keys = [_Key(i) for i in range(200_000)]
+    value: Any = {
+        "dict": lambda: dict.fromkeys(keys, 0),
+        "set": lambda: set(keys),
+        "OrderedDict": lambda: OrderedDict.fromkeys(keys, 0),
+        "Counter": lambda: Counter(dict.fromkeys(keys, 1)),
+        "defaultdict": lambda: defaultdict(int, dict.fromkeys(keys, 0)),
+        "list of dicts": lambda: [dict.fromkeys(keys[i : i + 1000], 0) for i in range(0, len(keys), 1000)],
+    }[kind]()
+    _Key.touched = _Key.compared = 0
+    text = trace.bounded_repr(value)
+    assert _Key.compared == 0, f"{kind}: sorted ({_Key.compared:,} comparisons)"
+    assert 0 < _Key.touched <= trace.ARG_REPR_LIMIT // 2, f"{kind}: {_Key.touched:,} items rendered"
+    assert "K0" in text and text.endswith("..."), text
+
+
+def test_a_class_s_own_repr_is_kept_and_cut() -> None:
+    class Secret(dict):  # type: ignore[type-arg]
+        def __repr__(self) -> str:
+            return "Secret(<hidden>)"
+
+    class Loud:
+        def __repr__(self) -> str:
+            return "L" * 10_000
+
+    assert trace.bounded_repr(Secret(password="hunter2")) == "Secret(<hidden>)", "its own repr hides it"
+    assert trace.bounded_repr([Secret(password="x")]) == "[Secret(<hidden>)]"
+    loud = trace.bounded_repr(Loud())
+    assert len(loud) == trace.ARG_REPR_LIMIT and loud.endswith("...")
+
+
+def test_small_arguments_are_rendered_as_repr_renders_them() -> None:
+    from array import array
+    from collections import Counter, OrderedDict, defaultdict, deque, namedtuple
+
+    point = namedtuple("point", "x y")
+    for value in [
+        "a'b",
+        b"\x00b",
+        bytearray(b"c"),
+        (1,),
+        [1, (2, 3), {"k": {4}}],
+        {"a": 1},
+        frozenset({1}),
+        _Str("sub"),
+        Counter("aab"),
+        defaultdict(list, {1: [2]}),
+        deque([1], maxlen=3),
+        array("i", [1, 2]),
+        point(1, y="2"),
+        {1: 2}.items(),
+        10**50,
+        None,
+    ]:
+        assert trace.bounded_repr(value) == repr(value), value
+    assert trace.bounded_repr(OrderedDict(a=1)) == "OrderedDict({'a': 1})"
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    assert trace.bounded_repr(cyclic).startswith("[1, [1, [1, ") and "[...]" in trace.bounded_repr(cyclic)
+
+
 # -- 7. valid timelines -----------------------------------------------------------------
 
 
