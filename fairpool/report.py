@@ -16,8 +16,10 @@ clock; files of one host share its monotonic clock, and hosts are aligned
 by their wall clocks (the report says how precise that is).
 
 Any file is safe to give: only regular files are read, within a size and
-nesting limit, parsed event by event (memory stays far below the file's
-size); a bad file gets one line and exit status 2.
+nesting limit, parsed event by event; memory is about 32 bytes a span, and
+the tracks, names and awaited begin events kept are bounded (see
+:class:`SpanStore`: the report says in one line what it folded or dropped);
+a bad file gets one line and exit status 2.
 
 ``--timeline out.png`` draws the tracks as a picture (needs matplotlib).
 """
@@ -31,7 +33,7 @@ import re
 import statistics
 import sys
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +48,21 @@ STRETCH_FACTOR = 3.0
 #: ... and at least this long (microseconds), and its name was seen this often.
 STRETCH_MIN_US = 1000.0
 STRETCH_MIN_COUNT = 5
-#: Begin events waiting for their end, per track, at most (a file of only begins stays bounded).
+#: Begin events waiting for their end, per track, at most (a file of only begins stays bounded) ...
 MAX_OPEN_PER_TRACK = 1000
+#: ... and in one file in all; further begins are dropped and counted.
+MAX_OPEN = 10_000
+#: Distinct tracks kept over all files; the spans of further tracks go to one track per file.
+MAX_TRACKS = 10_000
+#: Distinct strings (span names, categories, lock names) kept; further ones are counted as ``<other>``.
+MAX_STRINGS = 10_000
+#: The name of the track a file's spans go to once MAX_TRACKS tracks are known.
+OTHER_TRACKS = "other tracks"
+#: What a name beyond MAX_STRINGS is counted as (after its kind: ``wait <other>``, ``run <other>``...).
+OTHER = "<other>"
+_KINDS = ("wait ", "hold ", "queued ", "run ")
+#: A name's median is taken over at most this many of its spans (evenly spaced) when it has more.
+MEDIAN_SAMPLE = 20_001
 #: Longest name kept (characters).
 MAX_NAME = 300
 
@@ -69,42 +84,112 @@ class Span:
 
 
 class SpanStore:
-    """Spans in columns of machine numbers (about 32 bytes a span), names interned."""
+    """Spans in columns of machine numbers (about 32 bytes a span), names and tracks interned.
+
+    What is kept besides the spans is bounded, whatever the files hold: at
+    most :data:`MAX_TRACKS` tracks (the spans of further tracks go to one
+    track per file, ``other tracks``) and :data:`MAX_STRINGS` strings (further
+    names count as ``<other>``, after their kind: ``run <other>``); the
+    counters ``folded_tracks``, ``folded_strings`` and ``dropped_begins`` say
+    how often that happened, and the report says so in one line.
+    """
 
     def __init__(self) -> None:
         self.strings: list[str] = []
         self._string_ids: dict[str, int] = {}
         self.tracks: list[Track] = []
         self._track_ids: dict[Track, int] = {}
+        self._other_tracks: dict[str, int] = {}  # a file's label -> its "other tracks" track
         self.name = array("I")
         self.cat = array("I")
         self.lock = array("I")  # the "lock" argument's string id, or the id of ""
         self.track = array("I")
         self.ts = array("d")
         self.dur = array("d")
-        self.sid("")
+        self.folded_tracks = 0  #: spans (and begins, track names) put on a file's "other tracks"
+        self.folded_strings = 0  #: names beyond MAX_STRINGS counted as "<other>"
+        self.dropped_begins = 0  #: begin events dropped: more than MAX_OPEN waiting for their end
+        # Always there, so looking them up never folds: what the report asks for, and the folds.
+        for text in ("", "lock", "pool", "call", "hub blocked", OTHER, *(k + OTHER for k in _KINDS)):
+            self._intern(text)
+
+    def _intern(self, text: str) -> int:
+        i = self._string_ids[text] = len(self.strings)
+        self.strings.append(text)
+        return i
 
     def sid(self, text: str) -> int:
+        """The id of ``text``; past MAX_STRINGS distinct ones, that of ``<other>`` (after its kind)."""
         i = self._string_ids.get(text)
         if i is None:
-            i = self._string_ids[text] = len(self.strings)
-            self.strings.append(text)
+            if len(self.strings) < MAX_STRINGS:
+                return self._intern(text)
+            self.folded_strings += 1
+            kind = next((k for k in _KINDS if text.startswith(k)), "")
+            i = self._string_ids[kind + OTHER]
         return i
 
     def tid(self, track: Track) -> int:
+        """The id of ``track``; past MAX_TRACKS tracks, that of its file's ``other tracks``."""
         i = self._track_ids.get(track)
         if i is None:
-            i = self._track_ids[track] = len(self.tracks)
+            if len(self.tracks) < MAX_TRACKS:
+                i = self._track_ids[track] = len(self.tracks)
+                self.tracks.append(track)
+                return i
+            self.folded_tracks += 1
+            i = self._other(track[0])
+        return i
+
+    def known_tid(self, track: Track) -> int | None:
+        """The id ``tid(track)`` gave, or None if ``track`` was never seen (nothing is added)."""
+        i = self._track_ids.get(track)
+        if i is None and len(self.tracks) >= MAX_TRACKS:
+            i = self._other_tracks.get(track[0])
+        return i
+
+    def is_folded(self, tid: int) -> bool:
+        """Whether track ``tid`` is a file's ``other tracks`` (many tracks on one)."""
+        return self.tracks[tid][2] == OTHER_TRACKS and self._other_tracks.get(self.tracks[tid][0]) == tid
+
+    def _other(self, label: str) -> int:
+        i = self._other_tracks.get(label)
+        if i is None:
+            track = (label, OTHER, OTHER_TRACKS)
+            i = self._other_tracks[label] = self._track_ids[track] = len(self.tracks)
             self.tracks.append(track)
         return i
 
     def add(self, name: str, cat: str, ts: float, dur: float, track: Track, lock: str = "") -> None:
-        self.name.append(self.sid(name))
-        self.cat.append(self.sid(cat))
-        self.lock.append(self.sid(lock))
-        self.track.append(self.tid(track))
+        self.add_ids(self.sid(name), self.sid(cat), ts, dur, self.tid(track), self.sid(lock))
+
+    def add_ids(self, name: int, cat: int, ts: float, dur: float, track: int, lock: int) -> None:
+        """Add a span whose strings and track are interned already."""
+        self.name.append(name)
+        self.cat.append(cat)
+        self.lock.append(lock)
+        self.track.append(track)
         self.ts.append(ts)
         self.dur.append(dur)
+
+    def bounded(self) -> str:
+        """One line saying what was folded or dropped to bound memory, or ""."""
+        parts = []
+        if self.folded_tracks:
+            parts.append(
+                f"{self.folded_tracks:,} spans and names of tracks beyond the first {MAX_TRACKS:,} "
+                f"put on one track per file ({OTHER_TRACKS!r})"
+            )
+        if self.folded_strings:
+            parts.append(
+                f"{self.folded_strings:,} names beyond the first {MAX_STRINGS:,} distinct ones counted as "
+                f"{OTHER!r} (after their kind: 'run {OTHER}')"
+            )
+        if self.dropped_begins:
+            parts.append(
+                f"{self.dropped_begins:,} begin events dropped (over {MAX_OPEN:,} awaited their end)"
+            )
+        return "To bound memory: " + "; ".join(parts) + "." if parts else ""
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -227,7 +312,9 @@ def _anchor(args: dict[str, Any]) -> dict[str, Any] | None:
 def _read_file(path: Path, label: str, store: SpanStore, names: dict[Track, str]) -> FileInfo:
     info = FileInfo(label)
     reader = TraceReader(str(path), str(path))
-    open_spans: dict[Track, list[tuple[str, str, float, str]]] = defaultdict(list)
+    # Begin events waiting for their end, per track id (name, cat, ts, lock; strings interned).
+    open_spans: dict[int, list[tuple[int, int, float, int]]] = {}
+    waiting = 0  # begins in open_spans, at most MAX_OPEN
     ev: dict[str, Any] = {}
     try:
         for ev in reader:
@@ -246,18 +333,38 @@ def _read_file(path: Path, label: str, store: SpanStore, names: dict[Track, str]
                     _lock(args),
                 )
             elif ph == "B":
-                stack = open_spans[track]
-                stack.append((_text(ev, "name", True), _text(ev, "cat"), _number(ev, "ts"), _lock(_args(ev))))
-                del stack[:-MAX_OPEN_PER_TRACK]
+                begin = (
+                    store.sid(_text(ev, "name", True)),
+                    store.sid(_text(ev, "cat")),
+                    _number(ev, "ts"),
+                    store.sid(_lock(_args(ev))),
+                )
+                if waiting >= MAX_OPEN:
+                    store.dropped_begins += 1
+                    continue
+                stack = open_spans.setdefault(store.tid(track), [])
+                stack.append(begin)
+                waiting += 1
+                if len(stack) > MAX_OPEN_PER_TRACK:
+                    del stack[0]  # the oldest: its end is the least likely to come
+                    waiting -= 1
+                    store.dropped_begins += 1
             elif ph == "E":
                 ts = _number(ev, "ts")
-                if open_spans[track]:
-                    name, cat, begin, lock = open_spans[track].pop()
-                    store.add(name, cat, begin, max(ts - begin, 0.0), track, lock)
+                tid = store.known_tid(track)  # an end on a track never seen adds nothing
+                ends = open_spans.get(tid) if tid is not None else None
+                if ends and tid is not None:
+                    name, cat, begin_ts, lock = ends.pop()
+                    waiting -= 1
+                    if not ends:
+                        del open_spans[tid]
+                    store.add_ids(name, cat, begin_ts, max(ts - begin_ts, 0.0), tid, lock)
             elif ph == "M":
                 kind = ev.get("name")
                 if kind == "thread_name":
-                    names[track] = _text(_args(ev), "name")
+                    tid = store.tid(track)
+                    if not store.is_folded(tid):
+                        names[track] = _text(_args(ev), "name")
                 elif kind == "fairpool_anchor" and info.anchor is None:
                     info.anchor = _anchor(_args(ev))
             elif ph == "C" and ev.get("name") == "fairpool trace: events dropped":
@@ -270,6 +377,9 @@ def _read_file(path: Path, label: str, store: SpanStore, names: dict[Track, str]
         except (TypeError, ValueError, RecursionError):
             shown = "?"
         raise ReportError(f"{path}: a malformed event (event {reader.count}: {exc}): {shown}") from None
+    other = store.known_tid((label, OTHER, OTHER_TRACKS))
+    if other is not None and store.is_folded(other):
+        names[store.tracks[other]] = f"{OTHER_TRACKS} of {label}"
     info.truncated = reader.truncated
     info.events = reader.count
     return info
@@ -291,11 +401,8 @@ def _files(inputs: Iterable[Path]) -> list[Path]:
 
 def _labels(paths: list[Path]) -> list[str]:
     """Short unique labels: the file's name, or more of its path where two names are the same."""
-    labels = [p.name for p in paths]
-    for i, p in enumerate(paths):
-        if labels.count(p.name) > 1:
-            labels[i] = str(p)
-    return labels
+    seen = Counter(p.name for p in paths)
+    return [p.name if seen[p.name] == 1 else str(p) for p in paths]
 
 
 def load(inputs: Iterable[Path]) -> tuple[SpanStore, dict[Track, str], list[FileInfo]]:
@@ -430,22 +537,26 @@ def render_store(
     notes = _notes(infos or [])
     if notes:
         parts.append(notes)
+    bounded = store.bounded()
+    if bounded:
+        parts.append(bounded + "\n")
 
     lock_cat = store.sid("lock")
     pool_cat = store.sid("pool")
     call_cats = {store.sid("call"), store.sid("")}
-    name_kind: dict[int, str] = {}  # name id -> "wait " / "hold " / "queued " / "run " / "" (by prefix)
-    for i, text in enumerate(strings):
-        name_kind[i] = next((p for p in ("wait ", "hold ", "queued ", "run ") if text.startswith(p)), "")
+    # Per string id (at most MAX_STRINGS): machine numbers in arrays, not a dict entry per name.
+    name_kind = [next((p for p in _KINDS if text.startswith(p)), "") for text in strings]  # by prefix
+    m = len(strings)
+    total, longest, count = array("d", bytes(8 * m)), array("d", bytes(8 * m)), array("Q", bytes(8 * m))
+    pool_total, pool_max, pool_count = (
+        array("d", bytes(8 * m)),
+        array("d", bytes(8 * m)),
+        array("Q", bytes(8 * m)),
+    )
 
     # 1. Top spans by total time (lock spans have their own table).
-    total: dict[int, float] = defaultdict(float)
-    count: dict[int, int] = defaultdict(int)
-    longest: dict[int, float] = defaultdict(float)
     waits: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
     holds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    queued: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
-    run: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for i in range(n):
         name, cat, dur = store.name[i], store.cat[i], store.dur[i]
         kind = name_kind[name]
@@ -465,18 +576,24 @@ def render_store(
         count[name] += 1
         if dur > longest[name]:
             longest[name] = dur
-        if cat == pool_cat and kind == "queued ":
-            q = queued[strings[name][7:]]
-            q[0] += dur
-            q[1] += 1
-            q[2] = max(q[2], dur)
-        elif cat == pool_cat and kind == "run ":
-            r = run[strings[name][4:]]
-            r[0] += dur
-            r[1] += 1
+        if cat == pool_cat and (kind == "queued " or kind == "run "):
+            pool_total[name] += dur
+            pool_count[name] += 1
+            if dur > pool_max[name]:
+                pool_max[name] = dur
+    queued: dict[str, list[float]] = {}
+    run: dict[str, list[float]] = {}
+    for j in range(m):
+        if pool_count[j]:
+            kind = name_kind[j]
+            into = queued if kind == "queued " else run
+            agg = into.setdefault(strings[j][len(kind) :], [0.0, 0, 0.0])
+            agg[0] += pool_total[j]
+            agg[1] += pool_count[j]
+            agg[2] = max(agg[2], pool_max[j])
     rows = [
         [strings[k], str(count[k]), _ms(total[k]), _ms(total[k] / count[k]), _ms(longest[k])]
-        for k in sorted(total, key=lambda k: -total[k])[:top]
+        for k in sorted((j for j in range(m) if count[j]), key=lambda j: -total[j])[:top]
     ]
     parts.append(_table("Top spans by total time", ["span", "count", "total ms", "mean ms", "max ms"], rows))
 
@@ -536,7 +653,7 @@ def _stretched(
     store: SpanStore,
     names: dict[Track, str],
     top: int,
-    name_kind: dict[int, str],
+    name_kind: list[str],
     call_cats: set[int],
     pool_cat: int,
 ) -> str:
@@ -544,19 +661,21 @@ def _stretched(
     hub = store.sid("hub blocked")
     groups: dict[int, array[int]] = defaultdict(lambda: array("I"))
     by_track: dict[int, array[int]] = defaultdict(lambda: array("I"))
+    folded = {t for t in range(len(store.tracks)) if store.is_folded(t)}  # many tracks on one: no overlaps
     for i in range(len(store)):
         name, cat = store.name[i], store.cat[i]
         kind = name_kind[name]
         if cat in call_cats or (cat == pool_cat and kind == "run "):
             groups[name].append(i)
-        if kind in ("wait ", "queued ") or name == hub:
+        if (kind in ("wait ", "queued ") or name == hub) and store.track[i] not in folded:
             by_track[store.track[i]].append(i)
     found = []
     dur, ts = store.dur, store.ts
     for group in groups.values():
         if len(group) < STRETCH_MIN_COUNT:
             continue
-        med = statistics.median(dur[i] for i in group)
+        step = -(-len(group) // MEDIAN_SAMPLE)  # an even sample of a large group: memory stays bounded
+        med = statistics.median(dur[i] for i in group[::step])
         limit = max(STRETCH_FACTOR * med, STRETCH_MIN_US)
         for i in group:
             if dur[i] > limit:
@@ -571,6 +690,8 @@ def _stretched(
             if overlap > 0 and w != i:
                 waited[strings[store.name[w]]] += overlap
         what = ", ".join(f"{k} {_ms(us)} ms" for k, us in sorted(waited.items(), key=lambda kv: -kv[1])[:3])
+        if store.track[i] in folded:
+            what = f"? (on {OTHER_TRACKS!r})"
         track = store.tracks[store.track[i]]
         rows.append(
             [strings[store.name[i]], _ms(dur[i]), _ms(med), names.get(track, str(track[2])), what or "-"]

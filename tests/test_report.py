@@ -177,6 +177,177 @@ def test_memory_stays_far_below_the_file_s_size(tmp_path: Path) -> None:
     assert grown < size / 3, f"the report grew by {grown:,} bytes reading a {size:,}-byte file"
 
 
+# -- bounded per-track and per-name state (issue 19) --------------------------------------------
+
+
+def _measure_report(path: Path) -> tuple[int, str]:
+    """Run the report on ``path`` in a fresh interpreter: (the most memory it took, its output).
+
+    The most of: how much the process's peak RSS grew, and the peak of Python's allocations
+    (tracemalloc) while the report ran.
+    """
+    script = textwrap.dedent(
+        f"""
+        import resource, sys, tracemalloc
+        from fairpool import report
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tracemalloc.start()
+        code = report.main([{str(path)!r}])
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("RSS", (after - before) * 1024, "PEAK", peak, code, file=sys.stderr)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=110
+    )
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stderr.split("RSS", 1)[1].split()
+    return max(int(words[0]), int(words[2])), proc.stdout
+
+
+def _write_events(path: Path, n: int, make: Any) -> int:
+    with path.open("w") as f:
+        f.write("[\n")
+        for i in range(n):
+            f.write(("," if i else "") + json.dumps(make(i), separators=(",", ":")) + "\n")
+        f.write("]\n")
+    return path.stat().st_size
+
+
+def _fairpool_span(i: int, name: str, tid: int) -> dict[str, Any]:
+    return {
+        "ph": "X",
+        "name": name,
+        "cat": "pool",
+        "ts": 1_000_000.0 + i * 7.5,
+        "dur": 3.25 + i % 7,
+        "pid": 4242,
+        "tid": tid,
+        "args": {"pool": "default", "lane": "default", "ok": True},
+    }
+
+
+#: {what each event is: (how to make event i, the line the report must print, the most it may take
+#: as a fraction of the file)}. The report keeps about 32 bytes a span, plus at most MAX_TRACKS
+#: tracks, MAX_STRINGS names and MAX_OPEN begins (a few MB each, whatever the file), so the fraction
+#: falls as files grow; measured here: 0.17, 0.44, 0.28, 0.33, 0.56 of these 8 to 26 MB files.
+#: Before: 2.6, 4.9, 1.3, 1.3 and 4.6 times the file.
+BOUNDED_CASES = {
+    "ends each on a new track": (
+        lambda i: {"ph": "E", "ts": 1_000_000.0 + i, "pid": 4242, "tid": 10_000_000 + i},
+        None,
+        0.25,
+    ),
+    "begins each on a new track": (
+        lambda i: {"ph": "B", "name": f"step {i % 50}", "cat": "call", "ts": 1e6 + i, "pid": 1, "tid": i},
+        "140,000 begin events dropped (over 10,000 awaited their end)",
+        0.6,
+    ),
+    "track names each of a new track": (
+        lambda i: {
+            "ph": "M",
+            "name": "thread_name",
+            "pid": 1,
+            "tid": i,
+            "args": {"name": f"green thread {i}"},
+        },
+        "140,000 spans and names of tracks beyond the first 10,000 put on one track per file",
+        0.4,
+    ),
+    "spans each on a new track": (
+        lambda i: _fairpool_span(i, f"run nova.virt.driver.call_{i % 50}", 10_000_000 + i),
+        "140,000 spans and names of tracks beyond the first 10,000 put on one track per file",
+        0.5,
+    ),
+    "spans each of a new name": (
+        lambda i: _fairpool_span(i, f"run nova.virt.driver.call_{i}", 10_000_000 + i % 40),
+        # ten names are the report's own (kinds of '<other>', categories): 9,990 are the file's
+        "140,010 names beyond the first 10,000 distinct ones counted as '<other>'",
+        0.75,
+    ),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", list(BOUNDED_CASES))
+def test_per_track_and_per_name_state_is_bounded_and_the_report_says_what_it_folded(
+    tmp_path: Path, case: str
+) -> None:
+    make, said, fraction = BOUNDED_CASES[case]
+    path = tmp_path / "many.json"
+    n = 150_000
+    size = _write_events(path, n, make)
+    grown, out = _measure_report(path)
+    assert grown < size * fraction, (
+        f"{case}: the report grew by {grown:,} bytes reading a {size:,}-byte file (limit {fraction:.0%})"
+    )
+    if said is None:
+        assert "To bound memory" not in out, out
+    else:
+        (line,) = [line for line in out.splitlines() if line.startswith("To bound memory:")]
+        assert said in line, line
+    if case.startswith("spans"):
+        assert f"{n} spans" in out, out.splitlines()[0]
+
+
+def test_folded_tracks_and_names_keep_every_span_s_time(tmp_path: Path) -> None:
+    events = [span(f"f{i}", i * 10.0, 5.0, pid=1, tid=i) for i in range(report.MAX_TRACKS + 50)]
+    events += [span("f0", 0.0, 5.0, pid=1, tid=7)]
+    path = write(tmp_path / "t.json", events)
+    store, names, infos = report.load([path])
+    assert len(store) == len(events), "no span is dropped, only folded"
+    assert len(store.tracks) == report.MAX_TRACKS + 1 and store.folded_tracks == 50
+    own = len(report.SpanStore().strings)  # the report's own strings ("", "call", "run <other>"...)
+    assert store.folded_strings == report.MAX_TRACKS + 50 - (report.MAX_STRINGS - own), store.folded_strings
+    assert sum(store.dur) == 5.0 * len(events)
+    other = store.tracks[store.track[len(events) - 2]]
+    assert other[2] == report.OTHER_TRACKS and names[other] == f"other tracks of {path.name}", names.get(
+        other
+    )
+    text = report.render_store(store, names, 10, infos)
+    assert "To bound memory: 50 spans and names of tracks beyond the first 10,000" in text, text
+
+
+def test_a_directory_of_many_files_is_labelled_in_linear_time(tmp_path: Path) -> None:
+    compared = 0
+
+    class Name(str):
+        __hash__ = str.__hash__
+
+        def __eq__(self, other: object) -> bool:
+            nonlocal compared
+            compared += 1
+            return str.__eq__(self, other)
+
+    class P:
+        def __init__(self, folder: str, name: str) -> None:
+            self.name = Name(name)
+            self.path = f"{folder}/{name}"
+
+        def __str__(self) -> str:
+            return self.path
+
+    n = 3000
+    paths = [P("a", f"p{i}.json") for i in range(n)] + [P("b", "p0.json")]
+    labels = report._labels(paths)  # type: ignore[arg-type]
+    assert labels[0] == "a/p0.json" and labels[-1] == "b/p0.json" and labels[1] == "p1.json"
+    assert compared < 10 * n, f"{compared:,} name comparisons for {n + 1} files"
+
+
+@pytest.mark.timeout(60)
+def test_a_directory_of_many_small_files_is_one_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(1500):
+        write(tmp_path / f"svc.{i}.json", anchored("h", 1e15, i, [span("work", 100.0 + i, 10, pid=i)]))
+    (tmp_path / "sub").mkdir()
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1500 spans on 1500 tracks from 1500 file(s)" in out, out.splitlines()[0]
+
+
 # -- truncated files ----------------------------------------------------------------------
 
 
