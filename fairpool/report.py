@@ -106,7 +106,7 @@ class SpanStore:
         self.track = array("I")
         self.ts = array("d")
         self.dur = array("d")
-        self.folded_tracks = 0  #: spans (and begins, track names) put on a file's "other tracks"
+        self.folded_tracks = 0  #: events (spans, begins, track names) put on a file's "other tracks"
         self.folded_strings = 0  #: names beyond MAX_STRINGS counted as "<other>"
         self.dropped_begins = 0  #: begin events dropped: more than MAX_OPEN waiting for their end
         # Always there, so looking them up never folds: what the report asks for, and the folds.
@@ -177,7 +177,7 @@ class SpanStore:
         parts = []
         if self.folded_tracks:
             parts.append(
-                f"{self.folded_tracks:,} spans and names of tracks beyond the first {MAX_TRACKS:,} "
+                f"{self.folded_tracks:,} events on tracks beyond the first {MAX_TRACKS:,} "
                 f"put on one track per file ({OTHER_TRACKS!r})"
             )
         if self.folded_strings:

@@ -253,12 +253,12 @@ BOUNDED_CASES = {
             "tid": i,
             "args": {"name": f"green thread {i}"},
         },
-        "140,000 spans and names of tracks beyond the first 10,000 put on one track per file",
+        "140,000 events on tracks beyond the first 10,000 put on one track per file",
         0.4,
     ),
     "spans each on a new track": (
         lambda i: _fairpool_span(i, f"run nova.virt.driver.call_{i % 50}", 10_000_000 + i),
-        "140,000 spans and names of tracks beyond the first 10,000 put on one track per file",
+        "140,000 events on tracks beyond the first 10,000 put on one track per file",
         0.5,
     ),
     "spans each of a new name": (
@@ -307,7 +307,7 @@ def test_folded_tracks_and_names_keep_every_span_s_time(tmp_path: Path) -> None:
         other
     )
     text = report.render_store(store, names, 10, infos)
-    assert "To bound memory: 50 spans and names of tracks beyond the first 10,000" in text, text
+    assert "To bound memory: 50 events on tracks beyond the first 10,000" in text, text
 
 
 def test_a_directory_of_many_files_is_labelled_in_linear_time(tmp_path: Path) -> None:
