@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "hubwatch": 3,
     "_statslog": 3,
     "_tracefile": 3,
+    "_argrepr": 3,
     "otel": 3,
     # 4 facades
     "pool": 4,
