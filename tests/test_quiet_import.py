@@ -349,3 +349,48 @@ def test_importing_fairpool_in_a_thread_leaves_that_thread_joinable() -> None:
     alive, modules = json.loads(lines[-1])
     assert not alive, "a thread that imported fairpool never ended for join()"
     assert modules == [], modules
+
+
+@pytest.mark.timeout(90)
+def test_eventlet_imported_while_native_callers_run_every_caller_is_answered() -> None:
+    # The race: native threads call through the pool while eventlet is imported and its first
+    # green callers bind the hub pieces; every call is answered, each caller waits its own way.
+    lines, stderr = run(
+        """
+        import threading
+        import fairpool
+        pool = fairpool.Pool(threads=4, name="race")
+        stop = False
+        counts = []
+        def native():
+            n = 0
+            while not stop:
+                assert pool.execute(abs, -n) == n
+                n += 1
+            counts.append(n)
+        natives = [threading.Thread(target=native) for _ in range(6)]
+        for t in natives:
+            t.start()
+        import eventlet
+        import greenlet
+        results = []
+        def green(i):
+            for k in range(20):
+                results.append(pool.execute(abs, -k) == k and pool.submit(abs, -i).result() == i)
+        lock = fairpool.HybridRLock()
+        lock.acquire()  # taken before greenlet was used here, released after: the same owner
+        threads = [eventlet.spawn(green, i) for i in range(20)]
+        for g in threads:
+            g.wait()
+        lock.release()
+        stop = True
+        for t in natives:
+            t.join(10)
+        print(json.dumps([len(results), all(results), len(counts), min(counts)]))
+        pool.shutdown()
+        """
+    )
+    n, ok, natives, least = json.loads(lines[-1])
+    assert (n, ok, natives) == (400, True, 6), (n, ok, natives)
+    assert least > 0, "a native caller made no call"
+    assert "Traceback" not in stderr, stderr
