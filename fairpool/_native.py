@@ -226,7 +226,7 @@ class Event(_live_threading.Event):
         self._flag = False
 
 
-class _Thread(_live_threading.Thread):
+class Thread(_live_threading.Thread):
     """The real ``threading.Thread``, except that it leaves threading's registry through what it entered by.
 
     ``eventlet.monkey_patch()`` replaces ``threading._active`` and
@@ -266,7 +266,7 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
     """Start a native daemon thread and return its Thread object.
 
     While ``threading`` is not monkey-patched, it is a real
-    ``threading.Thread`` (:class:`_Thread`), so ``threading.current_thread()``,
+    ``threading.Thread`` (:class:`Thread`), so ``threading.current_thread()``,
     ``threading.enumerate()`` and logging's ``%(threadName)s`` show the
     worker, and it still ends cleanly if ``threading`` is patched later.
     Once it is patched, eventlet's unpatched copy of ``threading`` starts it
@@ -277,7 +277,7 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
         original = eventlet_patcher().original("threading")
         thread = original.Thread(target=target, args=args, name=name, daemon=True)
     else:
-        thread = _Thread(target=target, args=args, name=name, daemon=True)
+        thread = Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread
 
