@@ -22,7 +22,7 @@ import itertools
 from typing import Any
 
 from ._faultlog import report_fault
-from ._native import GREEN_INTERRUPTIONS, allocate_lock, thrown_in_for_the_caller
+from ._native import allocate_lock, green_interruptions, thrown_in_for_the_caller
 
 __all__ = ["CallInfo", "PoolObserver", "add_observer", "fault_count", "notify", "remove_observer"]
 
@@ -143,13 +143,11 @@ def notify(event: str, *args: Any) -> None:
     for observer in observers:
         try:
             getattr(observer, event)(*args)
-        except GREEN_INTERRUPTIONS as exc:
+        except BaseException as exc:  # noqa: BLE001 - an observer must not hurt a call, whatever it raises
             if not thrown_in_for_the_caller(exc):
                 _observer_failed(observer, event, exc)
-            elif interrupted is None or isinstance(exc, GREEN_INTERRUPTIONS[0]):
+            elif interrupted is None or isinstance(exc, green_interruptions()[0]):
                 interrupted = exc  # a kill (GreenletExit) wins over a timeout: the thread must end
-        except BaseException as exc:  # noqa: BLE001 - an observer must not hurt a call, whatever it raises
-            _observer_failed(observer, event, exc)
     if interrupted is not None:
         try:
             raise interrupted

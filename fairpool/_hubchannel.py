@@ -16,6 +16,11 @@ at worst one wake-up too many, which drains nothing.
 
 Thread rules: ``deliver`` is called from any thread (it only touches the
 deque, the flag and the pipe). Everything else runs in the hub's thread.
+
+eventlet's pieces (its hubs, greenlet) are bound the first time a caller is
+checked after ``eventlet.hubs`` was imported, by anyone: importing fairpool
+imports no eventlet, and until eventlet is imported the check that a caller
+is native is one ``sys.modules`` lookup.
 """
 
 from __future__ import annotations
@@ -27,18 +32,16 @@ import weakref
 from collections import deque
 from typing import Any, Protocol
 
-from ._native import HAVE_EVENTLET, os, threading
+from ._native import get_ident, local, os
 from .errors import HubChannelError
 
-if HAVE_EVENTLET:
-    import greenlet
-    from eventlet import hubs
-    from eventlet.hubs import hub as hub_base
-
-    _hub_local = hubs._threadlocal  # eventlet keeps each thread's hub here
-    getcurrent: Any = greenlet.getcurrent
-else:  # no green threads: a thread's own object stands for its "greenlet"
-    getcurrent = threading.current_thread
+# eventlet's pieces, taken by _bind_eventlet() the first time a caller could be on a hub
+# (eventlet.hubs is imported). Until then no hub can exist, and nothing imports eventlet.
+_modules = sys.modules
+_hubs: Any = None
+_hub_base: Any = None
+_greenlet_getcurrent: Any = None
+_hub_local: Any = None  # eventlet keeps each thread's hub here; set last: the "bound" flag
 
 _channels: weakref.WeakSet[HubChannel] = weakref.WeakSet()
 
@@ -112,7 +115,7 @@ class HubChannel:
         self.rfd, self.wfd = os.pipe()  # not inherited by exec'd children
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
-        self.listener = self.hub.add(hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
+        self.listener = self.hub.add(_hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
         self._finalizer = weakref.finalize(self, _close_fds, self.rfd, self.wfd)
 
     def _check(self) -> None:
@@ -136,7 +139,7 @@ class HubChannel:
         """
         error = self.broken
         try:
-            hub_base.BaseHub.remove(self.hub, self.listener)
+            _hub_base.BaseHub.remove(self.hub, self.listener)
         except (KeyError, ValueError):
             pass
         self._finalizer()
@@ -230,7 +233,7 @@ class HubChannel:
         hub's next green caller makes a new channel.
         """
         try:
-            hub_base.BaseHub.remove(self.hub, self.listener)
+            _hub_base.BaseHub.remove(self.hub, self.listener)
         except (KeyError, ValueError):
             pass
         self._timer.cancel()
@@ -270,23 +273,51 @@ def resume_waiters(hub: Any, pop: Any, rewake: Any = None) -> None:
             hub.squelch_generic_exception(sys.exc_info())
 
 
+def _bind_eventlet() -> bool:
+    """Take eventlet's hub pieces once ``eventlet.hubs`` is imported; False while it is not (yet).
+
+    Called only while :data:`_hub_local` is None: one ``sys.modules`` lookup
+    per call until eventlet is imported, then never again. Idempotent, so
+    threads may race here; ``_hub_local`` is set last.
+    """
+    global _hubs, _hub_base, _greenlet_getcurrent, _hub_local
+    hubs = _modules.get("eventlet.hubs")
+    hub_local = getattr(hubs, "_threadlocal", None)
+    if hub_local is None or not hasattr(hubs, "get_hub"):
+        return False  # not imported, or half-way through its import: no hub exists yet
+    import greenlet
+    from eventlet.hubs import hub as hub_base
+
+    _hubs, _hub_base, _greenlet_getcurrent = hubs, hub_base, greenlet.getcurrent
+    _hub_local = hub_local
+    return True
+
+
 def on_hub() -> bool:
     """Whether the caller should wait green: it runs on an eventlet hub.
 
     True inside a green thread, or when this thread already has a hub (the
     main greenlet of a program that uses eventlet). False for a plain native
-    thread, where the caller blocks on a native lock instead.
+    thread, where the caller blocks on a native lock instead, and always
+    while eventlet is not imported.
     """
-    return getcurrent().parent is not None or _hub_dict().get("hub") is not None
+    if _hub_local is None and not _bind_eventlet():
+        return False
+    return _greenlet_getcurrent().parent is not None or _hub_dict().get("hub") is not None
 
 
 def green_channel() -> HubChannel | None:
     """This thread's hub channel if the caller should wait green (see :func:`on_hub`), else None."""
-    hub = _hub_local.__dict__.get("hub")  # _hub_dict(), spelled out: this runs for every call
-    if hub is None:
-        if getcurrent().parent is None:
+    hub_local = _hub_local
+    if hub_local is None:  # eventlet not seen yet: one lookup, no import
+        if _modules.get("eventlet.hubs") is None or not _bind_eventlet():
             return None
-        hub = hubs.get_hub()
+        hub_local = _hub_local
+    hub = hub_local.__dict__.get("hub")  # _hub_dict(), spelled out: this runs for every call
+    if hub is None:
+        if _greenlet_getcurrent().parent is None:
+            return None
+        hub = _hubs.get_hub()
     channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
     if channel is None:
         channel = _channel_of(hub)
@@ -295,14 +326,65 @@ def green_channel() -> HubChannel | None:
     return channel
 
 
+def current_greenlet() -> Any:
+    """The calling greenlet, for a caller that waits green (:func:`green_channel` gave it a channel)."""
+    return _greenlet_getcurrent()
+
+
+class _ThreadToken:
+    """Who a native thread is, for :func:`getcurrent`: the same before and after greenlet is imported."""
+
+    __slots__ = ("ident",)
+
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+
+    def __repr__(self) -> str:
+        return f"<native thread {self.ident}>"
+
+
+class _Tokens(local):
+    token: _ThreadToken | None = None
+
+
+_tokens = _Tokens()
+
+
+def getcurrent() -> Any:
+    """Who the caller is, for ownership (locks) and trace tracks: its greenlet if it is a green
+    thread, else one token per native thread.
+
+    A thread's main greenlet and the thread itself are the same caller: a lock
+    taken before eventlet (and greenlet) is imported is released by its owner
+    after. The token has no ``parent``, as a main greenlet has none.
+    """
+    current = _greenlet_getcurrent
+    if current is None:
+        greenlet = _modules.get("greenlet")
+        current = getattr(greenlet, "getcurrent", None)
+    if current is not None:
+        g = current()
+        if g.parent is not None:
+            return g
+    token = _tokens.token
+    if token is None:
+        token = _tokens.token = _ThreadToken(get_ident())
+    return token
+
+
 def _hub_dict() -> dict[str, Any]:
     d: dict[str, Any] = _hub_local.__dict__  # this thread's attributes of eventlet's thread-local
     return d
 
 
 def current_channel() -> HubChannel:
-    """The channel of this thread's hub, made on first use."""
-    return _channel_of(hubs.get_hub())
+    """The channel of this thread's hub, made on first use (imports eventlet)."""
+    if _hub_local is None:
+        from ._compat import import_eventlet_quietly
+
+        import_eventlet_quietly()
+        _bind_eventlet()
+    return _channel_of(_hubs.get_hub())
 
 
 def _channel_of(hub: Any) -> HubChannel:
@@ -320,23 +402,14 @@ def close_idle_channel() -> bool:
     code (eventlet's own tests among it) checks that the hub has no
     listener left: this does the same for fairpool's channel.
     """
-    if not HAVE_EVENTLET:
-        return False
+    if _hub_local is None:
+        return False  # never bound: no channel was ever made
     hub = _hub_dict().get("hub")
     channel: HubChannel | None = getattr(hub, "_fairpool_channel", None)
     if channel is None or channel.waiting or channel.ready:
         return False
     channel.close()
     return True
-
-
-if not HAVE_EVENTLET:  # no hub can exist: every caller waits natively
-
-    def on_hub() -> bool:
-        return False
-
-    def green_channel() -> HubChannel | None:
-        return None
 
 
 def forget_all_after_fork() -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import _snapshot
 from ._faultlog import log
-from ._native import start_thread, threading, threads_patched
+from ._native import Event, start_thread, threads_patched
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -41,7 +41,7 @@ def start_stats_logger(pool_ref: weakref.ref[Pool], interval: float) -> None:
 
         eventlet.spawn_n(green_loop)
     else:
-        stop = threading.Event()
+        stop = Event()
 
         def native_loop() -> None:
             while not stop.wait(interval):

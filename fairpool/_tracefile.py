@@ -118,9 +118,12 @@ def warn(message: str) -> None:
 # -- names ----------------------------------------------------------------------
 
 
+_gethostname = socket.gethostname  # kept at import, as _native keeps its originals: a patch is in place
+
+
 def _hostname() -> str:
     try:
-        return socket.gethostname()
+        return _gethostname()
     except OSError:
         return "unknown-host"
 

@@ -26,9 +26,9 @@ from concurrent.futures._base import PENDING as _PENDING
 from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any, TypeVar
 
-from ._hubchannel import HubChannel, getcurrent, green_channel
+from ._hubchannel import HubChannel, current_greenlet, green_channel
 from ._job import Job
-from ._native import TIMEOUT_MAX, allocate_lock, threading, threads_patched
+from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched
 from .errors import CancelledByShutdown
 
 __all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture"]
@@ -53,7 +53,7 @@ class GreenWaiter:
     needs_start = False  # only a future can be cancelled in a way the worker must check (start())
 
     def __init__(self, channel: HubChannel) -> None:
-        self.greenlet = getcurrent()
+        self.greenlet = current_greenlet()
         self.channel = channel
         self.answered = False
         self.waiting = False
@@ -128,7 +128,7 @@ class _Waiters(list[Any]):
         super().append(waiter)
 
 
-_NativeEvent = threading.Event
+_NativeEvent = Event
 
 
 class PoolFuture(Future[T]):
@@ -148,7 +148,7 @@ class PoolFuture(Future[T]):
     def __init__(self) -> None:
         # Future.__init__'s fields, made here so that its Condition is native
         # even if eventlet.monkey_patch() made threading green (and is made once).
-        self._condition = threading.Condition()
+        self._condition = Condition()
         self._state = _PENDING
         self._result = None
         self._exception = None
@@ -191,7 +191,7 @@ class PoolFuture(Future[T]):
 
     def reset_after_fork(self) -> None:
         """The parent's threads are gone: a lock one of them held would never be released."""
-        self._condition = threading.Condition()
+        self._condition = Condition()
         if self._fairpool_open:
             self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
 

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import eventlet
-from eventlet import tpool as eventlet_tpool
+from fairpool._compat import import_eventlet_quietly
 
-import fairpool
+eventlet = import_eventlet_quietly()  # the demo's own import: no deprecation banner in its output
+from eventlet import tpool as eventlet_tpool  # noqa: E402
+
+import fairpool  # noqa: E402
 
 _libc = ctypes.CDLL(None)
 

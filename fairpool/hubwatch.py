@@ -35,8 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _tracefile, trace
+from ._compat import import_eventlet_quietly
 from ._faultlog import report_fault
-from ._native import get_ident, monotonic, start_thread, threading
+from ._native import Event, get_ident, get_native_id, monotonic, start_thread, thread_name
 from .errors import EventletNotInstalled
 
 __all__ = ["MAX_THRESHOLD", "MIN_THRESHOLD", "HubStall", "HubWatch", "watch_hub"]
@@ -100,17 +101,17 @@ class HubWatch:
         self._hub_ident = get_ident()
         # The stalls' own track in a trace: a stall ends at a heartbeat, so it would
         # straddle the spans on the hub thread's track.
-        self._hub_tid = trace.HUB_TRACK_BASE + threading.get_native_id()
-        self._track_name = f"hub stalls ({threading.current_thread().name})"
+        self._hub_tid = trace.HUB_TRACK_BASE + get_native_id()
+        self._track_name = f"hub stalls ({thread_name()})"
         self._named_for: object = None  # the tracer (and fork generation) the track was named in
         self._tokens = float(WARN_BURST)
         self._tokens_at = monotonic()
         self._unlogged = 0
         self._beat = monotonic()
         self._stack = ""  # caught by the watchdog during the current stall
-        self._stop = threading.Event()
+        self._stop = Event()
         try:
-            import eventlet
+            eventlet = import_eventlet_quietly()
         except ImportError:
             raise EventletNotInstalled(
                 "fairpool.watch_hub() watches an eventlet hub: pip install 'fairpool[eventlet]'"

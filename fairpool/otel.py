@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from . import _hooks, _tracefile, hubwatch, locks
 from ._faultlog import report_fault
 from ._hooks import CallInfo, PoolObserver
-from ._native import allocate_lock, get_ident, monotonic, os, start_thread, threading, time
+from ._native import Event, allocate_lock, get_ident, monotonic, os, start_thread, thread_name, time
 from .errors import FairpoolError
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class OtelObserver(PoolObserver):
         attributes: dict[str, Any] = {
             "fairpool.hub.stall_s": stall.duration,
             "fairpool.hub.threshold_s": watch.threshold,
-            "fairpool.hub.thread": threading.current_thread().name,
+            "fairpool.hub.thread": thread_name(),
             "fairpool.hub.held_up": len(held_up),
         }
         if stall.stack:
@@ -452,7 +452,7 @@ def batch_span_processor(
             self.exporter = exporter
             self.dropped = 0
             self._queue: deque[Any] = deque()
-            self._wake = threading.Event()  # native: set from any thread, waited for by a native one
+            self._wake = Event()  # native: set from any thread, waited for by a native one
             self._export_lock = allocate_lock()
             self._closed = False
             self._failed = False

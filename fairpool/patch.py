@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._compat import import_eventlet_quietly
 from ._faultlog import set_logging_hybrid
 from ._native import HAVE_EVENTLET, allocate_lock
 from .errors import EventletNotInstalled
@@ -91,6 +92,7 @@ def monkey_patch(*, logging: bool = True) -> None:
             "fairpool.monkey_patch() routes eventlet.tpool to fairpool, and eventlet is not installed: "
             "pip install 'fairpool[eventlet]' (native threads and asyncio need no patch)"
         )
+    import_eventlet_quietly()  # the first import of eventlet may be this one: not fairpool's banner
     if logging:
         patch_logging()
     with _lock:

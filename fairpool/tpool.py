@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from . import _default
+from ._compat import import_eventlet_quietly
 from ._default import SIZE_VARIABLE as SIZE_VARIABLE
 from ._default import default_pool as default_pool
 from ._hubchannel import close_idle_channel
@@ -32,12 +33,22 @@ R = TypeVar("R")
 #: Kept for code that reads or sets them on eventlet.tpool. fairpool never
 #: prints the exceptions it hands back, so QUIET has no effect.
 QUIET = True
-EXC_CLASSES: tuple[type[BaseException], ...] = (Exception,)
-if HAVE_EVENTLET:
-    from eventlet import timeout as _timeout
-
-    EXC_CLASSES = (Exception, _timeout.Timeout)
+EXC_CLASSES: tuple[type[BaseException], ...]  # made on first read (__getattr__): it names eventlet's Timeout
 SYS_EXCS = (GeneratorExit, KeyboardInterrupt, SystemExit)
+
+
+def __getattr__(name: str) -> Any:
+    """``EXC_CLASSES``, made when first read, so that importing fairpool does not import eventlet."""
+    if name != "EXC_CLASSES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    classes: tuple[type[BaseException], ...] = (Exception,)
+    if HAVE_EVENTLET:
+        import_eventlet_quietly()
+        from eventlet.timeout import Timeout
+
+        classes = (Exception, Timeout)
+    globals()["EXC_CLASSES"] = classes
+    return classes
 
 
 def execute(meth: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

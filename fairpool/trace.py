@@ -51,7 +51,7 @@ from typing import Any, TypeVar, overload
 from . import _argrepr, _hooks, _tracefile
 from ._hooks import CallInfo, PoolObserver
 from ._hubchannel import getcurrent as _getcurrent
-from ._native import allocate_lock, local, os, threading, time
+from ._native import allocate_lock, get_native_id, local, os, thread_name, time
 from .errors import FairpoolError
 
 __all__ = [
@@ -87,7 +87,6 @@ HUB_TRACK_BASE = 20_000_000
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
 
-_real_threading = __import__("threading")
 _monotonic_ns = time.monotonic_ns  # the clock of the jobs' monotonic() times (eventlet leaves it alone)
 
 
@@ -153,8 +152,8 @@ class _Tracks:
         if getattr(g, "parent", None) is None:  # a thread's main greenlet (or no eventlet): its own track
             tid: int | None = getattr(self.native, "tid", None)
             if tid is None:
-                tid = self.native.tid = threading.get_native_id()
-                tracer.name_track(tid, _thread_name())
+                tid = self.native.tid = get_native_id()
+                tracer.name_track(tid, thread_name())
             return tid
         tid = self.green.get(g)
         if tid is None:
@@ -163,13 +162,6 @@ class _Tracks:
                 self.next_green += 1
             tracer.name_track(tid, f"green thread {tid - GREEN_TRACK_BASE}{_green_label(g)}")
         return tid
-
-
-def _thread_name() -> str:
-    name: str = threading.current_thread().name
-    if name.startswith("Dummy"):
-        name = _real_threading.current_thread().name
-    return name
 
 
 def _green_label(g: Any) -> str:

@@ -126,11 +126,12 @@ def test_the_writer_is_a_native_thread_under_monkey_patch_and_writes_within_half
         eventlet.spawn(step).wait()
         eventlet.sleep(1.2)  # the hub keeps running meanwhile; nothing stops the writer
         text = open({str(out)!r}).read()
-        writers = [t for t in _native.threading.enumerate() if t.name == "fairpool-trace-writer"]
+        original = eventlet.patcher.original("threading")
+        writers = [t for t in original.enumerate() if t.name == "fairpool-trace-writer"]
         print(json.dumps({{
             "written_before_stop": '"__main__.step"' in text,
             "writer_native_id": writers[0].native_id if writers else None,
-            "main_native_id": _native.threading.get_native_id(),
+            "main_native_id": _native.get_native_id(),
             "green_thread_count": len(threading.enumerate()),
         }}))
         trace.stop()
