@@ -220,3 +220,88 @@ def test_monkey_patch_logging_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="logging must be True or False, got 'no'"):
         fairpool.monkey_patch(logging="no")  # type: ignore[arg-type]
     assert not fairpool.is_patched()
+
+
+# Green threads in a loop of eventlet.tpool calls (execute, and methods of an eventlet.tpool.Proxy)
+# while the main green thread patches, or unpatches then patches, at a different moment each round:
+# some calls queued, some running, some callers about to resume or in eventlet's own setup.
+_CALLS_IN_FLIGHT_WHILE_PATCHING = """
+import eventlet
+eventlet.monkey_patch()
+import sys
+import eventlet.patcher
+from eventlet import tpool
+import fairpool
+
+native_sleep = eventlet.patcher.original("time").sleep
+MODE = {mode!r}
+CALLERS, CALLS = 6, 25
+
+def work(k, i):
+    native_sleep(0.0002 * (i % 4))
+    return k * 1000 + i
+
+class Driver:
+    def work(self, k, i):
+        return work(k, i)
+
+def caller(k):
+    out = []
+    for i in range(CALLS):
+        if k % 2:
+            out.append(tpool.Proxy(Driver()).work(k, i))
+        else:
+            out.append(tpool.execute(work, k, i))
+    return out
+
+def yield_for(moment):
+    if moment < 6:
+        for _ in range(moment):
+            eventlet.sleep(0)
+    else:
+        eventlet.sleep(0.0003 * (moment - 5))
+
+tpool.set_num_threads(3)
+if MODE == "unpatch-then-patch":
+    fairpool.monkey_patch()
+for round_ in range({rounds}):
+    moment = round_ % 12
+    callers = [eventlet.spawn(caller, k) for k in range(CALLERS)]
+    yield_for(moment)
+    if MODE == "patch":
+        fairpool.monkey_patch()
+    else:
+        fairpool.unpatch()
+        yield_for((moment * 5) % 12)  # the callers move to eventlet's pool, which starts
+        fairpool.monkey_patch()
+    try:
+        with eventlet.Timeout(10):
+            results = [gt.wait() for gt in callers]
+    except eventlet.Timeout:
+        waiting = sum(not gt.dead for gt in callers)
+        print(f"round {{round_}} (moment {{moment}}): {{waiting}} of {{CALLERS}} callers waiting after 10 s")
+        sys.exit(1)
+    for k, out in enumerate(results):
+        assert out == [k * 1000 + i for i in range(CALLS)], f"round {{round_}}: caller {{k}} got {{out}}"
+    if MODE == "patch":
+        fairpool.unpatch()  # the next round's callers start eventlet's own pool again
+print("ok")
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["patch", "unpatch-then-patch"])
+def test_patching_while_green_threads_call_tpool_leaves_no_caller_waiting(mode: str) -> None:
+    script = _CALLS_IN_FLIGHT_WHILE_PATCHING.format(mode=mode, rounds=24)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
+        f"a caller of eventlet.tpool was left waiting or wrong when patching ({mode}):\n"
+        f"{proc.stdout}\n{proc.stderr[-3000:]}"
+    )
+
