@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from . import _default
+from . import proxy as _proxy
 from ._default import SIZE_VARIABLE as SIZE_VARIABLE
 from ._default import default_pool as default_pool
 from ._hubchannel import close_idle_channel
@@ -78,6 +79,10 @@ def set_num_threads(nthreads: int) -> None:
     eventlet_tpool = sys.modules.get("eventlet.tpool")
     if getattr(eventlet_tpool, "__fairpool_patched__", False):
         eventlet_tpool._nthreads = nthreads  # type: ignore[union-attr]  # code that reads eventlet's count
+
+
+_proxy._fair = _proxy._via = sys.modules[__name__]
+_proxy._fair_execute = execute
 
 
 def statistics() -> PoolStatistics:

@@ -305,3 +305,61 @@ def test_patching_while_green_threads_call_tpool_leaves_no_caller_waiting(mode: 
         f"{proc.stdout}\n{proc.stderr[-3000:]}"
     )
 
+
+@pytest.mark.timeout(60)
+def test_a_mock_of_eventlet_tpool_execute_is_what_proxy_and_proxy_call_call() -> None:
+    # As nova's, cinder's and os-win's unit tests: mock.patch("eventlet.tpool.execute") (running the
+    # call inline, or returning a sentinel) around code that uses tpool.Proxy and proxy_call.
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        from eventlet.tpool import Proxy as ProxyCopiedBeforeThePatch
+        import fairpool
+        fairpool.monkey_patch()
+        import threading
+        from unittest import mock
+        from eventlet import tpool
+
+        class Cursor:
+            def fetch(self):
+                return threading.current_thread().name
+
+        class Connection:
+            def __init__(self):
+                self.ran = []
+            def lookup(self, name):
+                self.ran.append(name)
+                return threading.current_thread().name
+            def cursor(self):
+                return Cursor()
+
+        conn = Connection()
+        proxy = tpool.Proxy(conn, autowrap=(Cursor,))
+        inline = lambda f, *a, **kw: f(*a, **kw)
+        with mock.patch("eventlet.tpool.execute", side_effect=inline) as execute:
+            assert proxy.lookup("vm1") == "MainThread", "a proxied method did not go through the mock"
+            execute.assert_called_once_with(conn.lookup, "vm1")
+            cursor = proxy.cursor()
+            assert isinstance(cursor, tpool.Proxy), cursor
+            assert cursor.fetch() == "MainThread", "an autowrapped result's method bypassed the mock"
+            assert tpool.proxy_call((), conn.lookup, "vm2") == "MainThread", "proxy_call bypassed the mock"
+            assert ProxyCopiedBeforeThePatch(conn).lookup("vm3") == "MainThread", "eventlet's Proxy copy"
+            assert execute.call_count == 5, execute.call_args_list
+        with mock.patch.object(tpool, "execute") as execute:
+            execute.return_value = "sentinel"
+            assert proxy.lookup("vm4") == "sentinel"
+            assert "vm4" not in conn.ran, "the real object ran under the mock"
+        # The mock removed: fairpool's pool again.
+        assert proxy.lookup("vm5").startswith("fairpool-default-")
+        assert tpool.proxy_call((), conn.lookup, "vm6").startswith("fairpool-default-")
+        # fairpool.tpool.execute replaced: the drop-in's own name reaches the proxies too.
+        with mock.patch("fairpool.tpool.execute", side_effect=inline) as execute:
+            assert fairpool.Proxy(conn).lookup("vm7") == "MainThread"
+            assert tpool.Proxy(conn).lookup("vm8") == "MainThread"
+            assert execute.call_count == 2
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok", out
+
