@@ -19,6 +19,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+from . import _default
 from . import proxy as _proxy
 from ._faultlog import set_logging_hybrid
 from ._native import HAVE_EVENTLET, allocate_lock
@@ -118,6 +119,7 @@ def monkey_patch(*, logging: bool = True) -> None:
             setattr(eventlet_tpool, name, getattr(fair_tpool, name))
         eventlet_tpool.__fairpool_patched__ = True
         _proxy._route_through(eventlet_tpool)  # Proxy calls what a user puts in eventlet.tpool.execute
+        _default.size_by(eventlet_tpool)  # each start takes eventlet.tpool._nthreads, as eventlet's
         stop_eventlets_pool = _eventlets_own_killall(eventlet_tpool)
     # Outside the lock: eventlet's killall lets the hub run, and a green thread that then
     # calls monkey_patch() or unpatch() must not block the hub on it.
@@ -234,5 +236,6 @@ def unpatch() -> None:
             setattr(eventlet_tpool, name, value)
         del eventlet_tpool.__fairpool_patched__
         _proxy._route_through(None)
+        _default.size_by(None)
         del eventlet_tpool._fairpool_tpool
         _saved = None

@@ -363,3 +363,91 @@ def test_a_mock_of_eventlet_tpool_execute_is_what_proxy_and_proxy_call_call() ->
     )
     assert out.strip() == "ok", out
 
+
+@pytest.mark.timeout(60)
+def test_writes_to_eventlet_tpool_nthreads_size_the_pool_at_its_next_start() -> None:
+    # As cinder's test base between tests: tpool.killall(); tpool._nthreads = 20. eventlet's pool
+    # takes _nthreads each time it starts; the default pool must too.
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        from eventlet import tpool
+        import fairpool
+        tpool._nthreads = 3  # written before the first start
+        fairpool.monkey_patch()
+        import eventlet.patcher
+        native_sleep = eventlet.patcher.original("time").sleep
+        threading = eventlet.patcher.original("threading")
+
+        def concurrency(calls=8):
+            # How many calls ran at once: at most the pool's size.
+            lock, state = threading.Lock(), {"now": 0, "most": 0}
+            def call():
+                with lock:
+                    state["now"] += 1
+                    state["most"] = max(state["most"], state["now"])
+                native_sleep(0.03)
+                with lock:
+                    state["now"] -= 1
+            with eventlet.Timeout(20):
+                for gt in [eventlet.spawn(tpool.execute, call) for _ in range(calls)]:
+                    gt.wait()
+            return state["most"]
+
+        def size():
+            return fairpool.default_pool().size
+
+        print("first", concurrency(), size(), tpool._nthreads)
+        tpool.killall()
+        tpool._nthreads = 2  # cinder's order: killall, then the size
+        print("after", concurrency(), size(), tpool._nthreads)
+        tpool.set_num_threads(5)  # a manager sets its size: live, and _nthreads says so
+        print("set", size(), tpool._nthreads)
+        tpool._nthreads = 4  # the other order: the size, then killall
+        tpool.killall()
+        tpool.setup()
+        print("setup", size(), tpool._nthreads)
+        fairpool.default_pool().resize(6)  # resized directly, _nthreads left alone: kept
+        tpool.killall()
+        print("kept", concurrency(), size())
+        tpool.killall()
+        tpool._nthreads = -1
+        try:
+            tpool.execute(int)
+        except ValueError as exc:
+            print("bad", exc)
+        """
+    )
+    lines = out.splitlines()
+    assert lines[0] == "first 3 3 3", f"_nthreads written before the first start was ignored: {lines}"
+    assert lines[1] == "after 2 2 2", f"killall(); _nthreads = 2 left the old size: {lines}"
+    assert lines[2] == "set 5 5", lines
+    assert lines[3] == "setup 4 4", f"_nthreads = 4; killall(); setup() left the old size: {lines}"
+    assert lines[4] == "kept 6 6", lines
+    assert lines[5] == "bad eventlet.tpool._nthreads must be an int >= 0, got -1", lines
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("patch_first", [True, False])
+def test_eventlet_tpool_nthreads_reads_the_default_pools_size(patch_first: bool) -> None:
+    out = run_script(
+        f"""
+        import fairpool
+        if {patch_first!r}:
+            fairpool.monkey_patch()
+        import eventlet
+        eventlet.monkey_patch()
+        from eventlet import tpool
+        if not {patch_first!r}:
+            fairpool.set_num_threads(7)  # before the patch: the patch writes it to _nthreads
+            fairpool.monkey_patch()
+        print(tpool._nthreads, fairpool.default_pool().size)
+        tpool.killall()
+        tpool.execute(int)
+        print(tpool._nthreads, fairpool.default_pool().size)
+        """,
+        env={"EVENTLET_THREADPOOL_SIZE": "3"},
+    )
+    expected = "3 3" if patch_first else "7 7"
+    assert out.split("\n")[:2] == [expected, expected], out
