@@ -16,8 +16,11 @@ module when called, so a copy of it runs on fairpool as well.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
+from . import _default
+from . import proxy as _proxy
 from ._compat import import_eventlet_quietly
 from ._faultlog import set_logging_hybrid
 from ._native import HAVE_EVENTLET, allocate_lock
@@ -73,9 +76,10 @@ def monkey_patch(*, logging: bool = True) -> None:
     """Make ``eventlet.tpool`` run on fairpool's default pool, for every importer.
 
     Call once at service start; calling again does nothing. Works whether
-    it comes before or after ``eventlet.monkey_patch()``. If eventlet's own
-    pool was already running, its threads are stopped first (its queued
-    calls still run and are answered).
+    it comes before or after ``eventlet.monkey_patch()``, and while green
+    threads are calling ``eventlet.tpool``: if eventlet's own pool was
+    running, calls are routed to fairpool first, then eventlet's threads
+    stop (its queued and running calls still run and are answered).
 
     Args:
         logging: Also call :func:`patch_logging`, so that code running in
@@ -85,6 +89,7 @@ def monkey_patch(*, logging: bool = True) -> None:
         EventletNotInstalled: eventlet is not installed (``pip install 'fairpool[eventlet]'``).
     """
     global _saved
+    stop_eventlets_pool = None
     if not isinstance(logging, bool):
         raise TypeError(f"logging must be True or False, got {logging!r}")
     if not HAVE_EVENTLET:
@@ -102,8 +107,8 @@ def monkey_patch(*, logging: bool = True) -> None:
 
         from . import tpool as fair_tpool
 
-        if getattr(eventlet_tpool, "_setup_already", False):
-            eventlet_tpool.killall()
+        # Reroute first, and only then stop eventlet's pool: stopping it lets the hub run, and
+        # a green caller that resumes then must find fairpool, not a queue nobody serves.
         _saved = {name: getattr(eventlet_tpool, name) for name in PATCHED_NAMES}
         _saved["__code__"] = {}
         eventlet_tpool._fairpool_tpool = fair_tpool
@@ -115,6 +120,31 @@ def monkey_patch(*, logging: bool = True) -> None:
         for name in PATCHED_NAMES:
             setattr(eventlet_tpool, name, getattr(fair_tpool, name))
         eventlet_tpool.__fairpool_patched__ = True
+        _proxy._route_through(eventlet_tpool)  # Proxy calls what a user puts in eventlet.tpool.execute
+        _default.size_by(eventlet_tpool)  # each start takes eventlet.tpool._nthreads, as eventlet's
+        stop_eventlets_pool = _eventlets_own_killall(eventlet_tpool)
+    # Outside the lock: eventlet's killall lets the hub run, and a green thread that then
+    # calls monkey_patch() or unpatch() must not block the hub on it.
+    if stop_eventlets_pool is not None:
+        stop_eventlets_pool()
+
+
+def _eventlets_own_killall(eventlet_tpool: Any) -> Any:
+    """eventlet's own ``killall``, to stop its pool after the reroute; None if it is not running.
+
+    A green caller may be anywhere in eventlet's ``execute`` when the patch
+    comes. Waiting for a call already queued: eventlet's threads still run it
+    and its killall answers it. Resumed with an answer: its next call finds
+    fairpool. In ``setup``'s one yield, about to queue: it resumes at killall's
+    first yield, ahead of the threads' stop signals, so its call is run too.
+    """
+    if not getattr(eventlet_tpool, "_setup_already", False) or _saved is None:
+        return None
+    code = _saved["__code__"].get("killall")
+    if code is None:  # not eventlet's function (someone replaced it): call what was there
+        return _saved["killall"]
+    # The function object now runs fairpool's body: make eventlet's again, on its module.
+    return types.FunctionType(code, vars(eventlet_tpool), "killall")
 
 
 def is_patched() -> bool:
@@ -207,5 +237,7 @@ def unpatch() -> None:
         for name, value in _saved.items():
             setattr(eventlet_tpool, name, value)
         del eventlet_tpool.__fairpool_patched__
+        _proxy._route_through(None)
+        _default.size_by(None)
         del eventlet_tpool._fairpool_tpool
         _saved = None

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._default import check_pool, default_pool
+from ._default import check_pool
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -14,10 +14,26 @@ if TYPE_CHECKING:
 __all__ = ["Proxy", "proxy_call"]
 
 
-def _pool(pool: Pool | None) -> Pool:
-    if pool is not None:
-        return pool
-    return default_pool()
+# A proxy with no pool of its own calls the ``execute`` it finds at call time, as eventlet's
+# does, so that a test's ``mock.patch("eventlet.tpool.execute")`` (under the patch) or
+# ``mock.patch("fairpool.tpool.execute")`` reaches it. fairpool.tpool sets these at import;
+# the patch sets _via to eventlet.tpool, whose ``execute`` is fairpool's until replaced.
+_fair: Any = None  # fairpool.tpool
+_fair_execute: Any = None  # fairpool.tpool's own execute
+_via: Any = None  # where ``execute`` is looked up first: fairpool.tpool, or eventlet.tpool under the patch
+
+
+def _route_through(module: Any) -> None:
+    """Look ``execute`` up in ``module`` first (None: fairpool.tpool)."""
+    global _via
+    _via = _fair if module is None else module
+
+
+def _default_execute(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    execute = _via.execute
+    if execute is _fair_execute:  # not replaced where it was looked up: fairpool.tpool's may be
+        execute = _fair.execute
+    return execute(f, *args, **kwargs)
 
 
 def _check_autowrap(autowrap: object) -> tuple[type, ...]:
@@ -67,7 +83,7 @@ def proxy_call(
         TypeError: ``autowrap`` holds something that is not a type.
     """
     types = _check_autowrap(autowrap)
-    rv = f(*args, **kwargs) if nonblocking else _pool(None).execute(f, *args, **kwargs)
+    rv = f(*args, **kwargs) if nonblocking else _default_execute(f, args, kwargs)
     if isinstance(rv, types):
         return Proxy._fp_make(rv, types, (), None, False, None)
     return rv
@@ -85,6 +101,11 @@ class Proxy:
 
     The wrapped object's methods must not use eventlet: they run in a
     native thread.
+
+    A proxy without a pool of its own looks ``execute`` up at each call, as
+    eventlet's does: ``fairpool.tpool.execute``, and under
+    :func:`fairpool.monkey_patch` ``eventlet.tpool.execute`` first, so that a
+    test's ``mock.patch`` of either reaches it.
 
     Args:
         obj: The object to wrap.
@@ -185,8 +206,13 @@ class Proxy:
     def _fp_call(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if kwargs.pop("nonblocking", False):
             rv = f(*args, **kwargs)
-        else:
-            rv = _pool(self._fp_pool).execute(f, *args, **kwargs)
+        elif self._fp_pool is not None:
+            rv = self._fp_pool.execute(f, *args, **kwargs)
+        else:  # _default_execute, inline: this is every proxied call's path
+            execute = _via.execute
+            if execute is _fair_execute:
+                execute = _fair.execute
+            rv = execute(f, *args, **kwargs)
         return self._fp_result(rv)
 
     # -- attribute access -------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from . import _default
+from . import proxy as _proxy
 from ._compat import import_eventlet_quietly
 from ._default import SIZE_VARIABLE as SIZE_VARIABLE
 from ._default import default_pool as default_pool
@@ -71,12 +72,13 @@ def killall() -> None:
     As eventlet's: results of calls in flight are still delivered, and a
     later call (or :func:`setup`) starts threads again.
     """
-    pool = _default.current
+    pool = _default.current or _default.stopped
     if pool is None:
         return
     pool.shutdown()
     pool._reopen()
     close_idle_channel()  # as eventlet's: nothing of the pool's is left on this thread's hub
+    _default.stop_for_restart(pool)  # under the patch, its next use takes eventlet.tpool._nthreads
 
 
 def set_num_threads(nthreads: int) -> None:
@@ -86,9 +88,11 @@ def set_num_threads(nthreads: int) -> None:
         ValueError: ``nthreads`` is not an int >= 0.
     """
     default_pool().resize(check_size(nthreads, "nthreads"))
-    eventlet_tpool = sys.modules.get("eventlet.tpool")
-    if getattr(eventlet_tpool, "__fairpool_patched__", False):
-        eventlet_tpool._nthreads = nthreads  # type: ignore[union-attr]  # code that reads eventlet's count
+    _default.note_size(nthreads)  # under the patch, for code that reads eventlet.tpool._nthreads
+
+
+_proxy._fair = _proxy._via = sys.modules[__name__]
+_proxy._fair_execute = execute
 
 
 def statistics() -> PoolStatistics:
@@ -98,5 +102,7 @@ def statistics() -> PoolStatistics:
 
 def _reset_default_for_tests(pool: Pool | None = None) -> Pool | None:
     """Swap the default pool (None: make a new one on next use); returns the old one."""
-    old, _default.current = _default.current, pool
+    old, _default.current = _default.current or _default.stopped, pool
+    _default.stopped = None
+    _default._synced_nthreads = None
     return old

@@ -161,3 +161,23 @@ def test_proxy_call_autowraps_and_nonblocking_runs_inline() -> None:
 def test_exceptions_from_proxied_methods_reach_the_caller() -> None:
     with pytest.raises(KeyError):
         Proxy({})["missing"]
+
+
+def test_a_replaced_fairpool_tpool_execute_is_what_proxy_and_proxy_call_call() -> None:
+    from unittest import mock
+
+    from fairpool import tpool
+
+    thing = Thing()
+    with mock.patch("fairpool.tpool.execute", side_effect=lambda f, *a, **kw: f(*a, **kw)) as execute:
+        assert Proxy(thing).where() == threading.get_ident(), "a proxied method did not go through the mock"
+        assert tpool.proxy_call((), thing.where) == threading.get_ident(), "proxy_call bypassed the mock"
+        assert execute.call_count == 2
+    assert Proxy(thing).where() != threading.get_ident(), "after the mock, the call did not go to the pool"
+    pool = fairpool.Pool(1, name="own")
+    try:
+        with mock.patch("fairpool.tpool.execute") as execute:
+            assert Proxy(thing, pool=pool).where() != threading.get_ident()  # its own pool: no lookup
+            execute.assert_not_called()
+    finally:
+        pool.shutdown()
