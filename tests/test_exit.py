@@ -382,6 +382,60 @@ def test_the_exit_warning_can_be_filtered_by_its_class() -> None:
     assert WARNING not in stderr, stderr
 
 
+@pytest.mark.timeout(60)
+def test_every_caller_is_answered_exactly_once_when_the_deadline_cuts_a_busy_pool() -> None:
+    # Short calls finishing around the deadline, stuck ones, cancelled futures, native callers
+    # in non-daemon threads: after the exit's wait each is answered once, never twice.
+    stdout, stderr, _ = run_exit(
+        """
+        import atexit, collections, random, threading, time
+        answers = collections.Counter()
+        outcomes = collections.Counter()
+
+        def check():  # registered before fairpool's hooks: runs after the exit's wait
+            time.sleep(0.3)  # answers handed over by threads that finished at the deadline
+            missing = [i for i in range(300) if answers[i] != 1]
+            twice = [k for k, n in outcomes.items() if n != 1]
+            print("futures not answered once:", missing, "callers not answered:", twice, flush=True)
+
+        atexit.register(check)
+        import ctypes
+        import fairpool
+        libc = ctypes.CDLL(None)
+        pool = fairpool.Pool(4, name="race", exit_timeout=0.3)
+        futures = []
+        for i in range(300):
+            if i % 97 == 5:
+                future = pool.submit(libc.usleep, 5_000_000)
+            else:
+                future = pool.submit(time.sleep, random.choice([0, 0.001, 0.004, 0.02]))
+            future.add_done_callback(lambda f, i=i: answers.update([i]))
+            futures.append(future)
+        for future in futures[::7]:
+            future.cancel()
+
+        def caller(k):
+            for j in range(20):
+                try:
+                    pool.execute(time.sleep, 0.003)
+                    outcome = "ran"
+                except fairpool.PoolClosed:
+                    outcome = "closed"
+                outcomes.update([(k, j)])
+                if outcome == "closed":
+                    for rest in range(j + 1, 20):
+                        outcomes.update([(k, rest)])
+                    return
+
+        for k in range(4):
+            threading.Thread(target=caller, args=(k,)).start()
+        time.sleep(0.05)
+        """
+    )
+    assert stdout == "futures not answered once: [] callers not answered: []\n", stdout + stderr
+    assert "Traceback" not in stderr, stderr
+
+
 # -- new calls at exit; a thread waiting on a queued call ----------------------------------
 
 
