@@ -147,9 +147,10 @@ def run_call(job: Job) -> tuple[bool, Any]:
     GeneratorExit, eventlet.Timeout) is an outcome like any other, and the
     worker lives on. The arguments are dropped first, so the job does not keep
     them alive; the callable stays until the call returns (this frame holds it
-    anyway), so that the exit can name a call it leaves running. The traceback is left as the call made it
-    (less this frame): clearing its frames would close a suspended generator
-    whose frame is in it, which a direct call would not do.
+    anyway), so that the exit can name a call it leaves running. The traceback
+    is left as the call made it (less this frame): clearing its frames would
+    close a suspended generator whose frame is in it, which a direct call
+    would not do.
     """
     fn, args, kwargs = job.fn, job.args, job.kwargs
     job.args = job.kwargs = None  # type: ignore[assignment]
