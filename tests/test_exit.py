@@ -181,12 +181,26 @@ def test_calls_pending_under_the_patch_still_run(tmp_path: Path) -> None:
 
 # -- but the exit never waits past its deadline -------------------------------------------
 
+PATCHES = {
+    "eventlet's patch first": """
+        import eventlet
+        eventlet.monkey_patch()
+        import fairpool
+        fairpool.monkey_patch()
+        """,
+    # threading is not patched yet when fairpool patches and the pool is made: only atexit
+    # can run fairpool's exit, and it must run before eventlet.tpool's own atexit killall.
+    "fairpool's patch first": """
+        import fairpool
+        fairpool.monkey_patch()
+        fairpool.default_pool()
+        import eventlet
+        eventlet.monkey_patch()
+        """,
+}
+
 STUCK_UNDER_THE_PATCH = """
-    import eventlet
-    eventlet.monkey_patch()
     import ctypes
-    import fairpool
-    fairpool.monkey_patch()
     libc = ctypes.CDLL(None)
 
     def stuck_in_c(seconds):
@@ -203,9 +217,10 @@ STUCK_UNDER_THE_PATCH = """
 
 
 @pytest.mark.timeout(60)
-def test_a_call_stuck_in_c_under_the_patch_does_not_hold_up_exit() -> None:
+@pytest.mark.parametrize("order", sorted(PATCHES))
+def test_a_call_stuck_in_c_under_the_patch_does_not_hold_up_exit(order: str) -> None:
     # eventlet issue 989, back through the rerouted atexit killall: it waited the full 30 s.
-    stdout, stderr, took = run_exit(STUCK_UNDER_THE_PATCH)
+    stdout, stderr, took = run_exit(textwrap.dedent(PATCHES[order]) + textwrap.dedent(STUCK_UNDER_THE_PATCH))
     assert stdout == "main ends\n", stdout
     assert took < 10, f"the process took {took:.1f}s to exit with a call stuck in C for 30 s"
     found = exit_warnings(stderr)
