@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from . import aio, trace
 from .aio import run_sync
-from .errors import EventletNotInstalled, FairpoolError, HubChannelError, PoolClosed, QueueFull
+from .errors import (
+    EventletNotInstalled,
+    ExitTimeoutWarning,
+    FairpoolError,
+    HubChannelError,
+    PoolClosed,
+    QueueFull,
+)
 from .futurist_executor import FuturistExecutor
 from .hubwatch import HubStall, HubWatch, watch_hub
 from .hybridlock import HybridRLock
@@ -33,6 +40,7 @@ __all__ = [
     "DEFAULT_LANE",
     "DEFAULT_THREADS",
     "EventletNotInstalled",
+    "ExitTimeoutWarning",
     "FairpoolError",
     "FuturistExecutor",
     "HubChannelError",

@@ -17,7 +17,8 @@ Which thread touches what:
 * ``admission``, ``workers``, ``busy``, the counters, ``window``, ``shutting_down_inside``: under ``lock``.
 * ``closed``: written under ``lock``; read without it for a fast refusal
   (a call that races a shutdown is refused under the lock instead).
-* ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``: set once.
+* ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``, ``exit_timeout``: set once.
+* ``closed_by_exit``: set with ``closed`` when the interpreter's exit closes the pool.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Core:
         self.admission = Admission(name, policy, max_queue, on_full == "raise")
         self.workers = WorkerSet(name, size, counts_coming=max_queue is not None)
         self.closed = False
+        self.closed_by_exit = False  # closed by the interpreter's exit (fairpool._lifecycle.at_exit)
+        self.exit_timeout: float | None = None  # seconds the exit waits for its calls; None: the default
         self.busy = 0
         self.window = new_window()  # (queue wait, run time) of recent calls
         self.submitted = self.inline = self.completed = self.failed = 0
@@ -79,6 +82,8 @@ class Core:
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
 
     def closed_error(self) -> PoolClosed:
+        if self.closed_by_exit:
+            return PoolClosed(f"pool {self.name!r} takes no more calls: the interpreter is exiting")
         return PoolClosed(f"pool {self.name!r} is shut down; it takes no more calls")
 
     # -- handing a job in (any thread) --------------------------------------

@@ -15,7 +15,7 @@ import traceback
 
 from ._native import threads_patched
 
-__all__ = ["log", "report_fault", "set_logging_hybrid"]
+__all__ = ["log", "report_fault", "set_logging_hybrid", "warn"]
 
 log = logging.getLogger("fairpool")
 
@@ -40,4 +40,15 @@ def report_fault(message: str, exc: BaseException) -> None:
         else:
             sys.stderr.write(message + "\n" + "".join(traceback.format_exception(exc)))
     except Exception:  # noqa: BLE001 - a report must not become a second fault
+        pass
+
+
+def warn(message: str) -> None:
+    """One warning on the ``fairpool`` logger, or on stderr where logging's locks are green. Never raises."""
+    try:
+        if _logging_is_safe_here():
+            log.warning(message)
+        else:
+            sys.stderr.write(message + "\n")
+    except Exception:  # noqa: BLE001 - a warning must not become a fault
         pass

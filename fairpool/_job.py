@@ -51,11 +51,11 @@ TRANSITIONS: dict[tuple[int, int], str] = {
     (NEW, CLOSED): "the pool: closed, queue full (on_full='raise'), or no worker could start",
     (QUEUED, RUNNING): "a worker",
     (QUEUED, CANCELLED): "the caller (timeout, kill, future.cancel()), or a worker finding it cancelled",
-    (QUEUED, CLOSED): "shutdown's timeout, exit, fork, or no worker could start",
+    (QUEUED, CLOSED): "shutdown's timeout, exit's deadline, fork, or no worker could start",
     (RUNNING, CANCELLED): "the worker, whose waiter says it was cancelled just before it started",
     (RUNNING, DONE): "the worker that ran it",
     (RUNNING, ABANDONED): "the caller (timeout, kill)",
-    (RUNNING, CLOSED): "shutdown's timeout, fork, or a fault in the worker's loop",
+    (RUNNING, CLOSED): "shutdown's timeout, exit's deadline, fork, or a fault in the worker's loop",
 }
 # For each state, the states it may move to (indexed by state: one lookup on the hot path).
 _NEXT: tuple[frozenset[int], ...] = tuple(
@@ -70,7 +70,8 @@ class Job:
     """A call handed to a pool: what to run, who waits, where it is in its life."""
 
     __slots__ = (
-        # Set by the caller before the pool sees the job; cleared when it runs or is answered.
+        # Set by the caller before the pool sees the job; cleared when it runs (fn: when it
+        # returns) or is answered.
         "fn",
         "args",
         "kwargs",
@@ -144,13 +145,15 @@ def run_call(job: Job) -> tuple[bool, Any]:
 
     Never raises: a ``BaseException`` (SystemExit, KeyboardInterrupt,
     GeneratorExit, eventlet.Timeout) is an outcome like any other, and the
-    worker lives on. The callable and arguments are dropped first, so the job
-    does not keep them alive. The traceback is left as the call made it
-    (less this frame): clearing its frames would close a suspended generator
-    whose frame is in it, which a direct call would not do.
+    worker lives on. The arguments are dropped first, so the job does not keep
+    them alive; the callable stays until the call returns (this frame holds it
+    anyway), so that the exit can name a call it leaves running. The traceback
+    is left as the call made it (less this frame): clearing its frames would
+    close a suspended generator whose frame is in it, which a direct call
+    would not do.
     """
     fn, args, kwargs = job.fn, job.args, job.kwargs
-    job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
+    job.args = job.kwargs = None  # type: ignore[assignment]
     try:
         return True, fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
@@ -159,6 +162,7 @@ def run_call(job: Job) -> tuple[bool, Any]:
             exc.__traceback__ = tb.tb_next  # the caller wants fn's frames, not this one
         return False, exc
     finally:
+        job.fn = None  # type: ignore[assignment]
         del fn, args, kwargs
 
 

@@ -19,6 +19,7 @@ The seam for tests: :data:`start_thread` is how a worker thread is started.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -87,12 +88,15 @@ class Worker:
 class WorkerSet:
     """Which workers exist, which are idle, how many may exist. Under the pool's lock."""
 
-    __slots__ = ("all", "coming", "counts_coming", "idle", "name", "next_index", "size")
+    __slots__ = ("all", "coming", "counts_coming", "idle", "name", "next_index", "size", "threads")
 
     def __init__(self, name: str, size: int, counts_coming: bool) -> None:
         self.name = name
         self.size = size
         self.all: dict[int, Worker] = {}
+        # Every worker thread started, until it is collected: one that retired (it left ``all``)
+        # may still be answering its last call; the exit waits for it (fairpool._lifecycle).
+        self.threads: weakref.WeakSet[Any] = weakref.WeakSet()
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0
         # Workers woken or started for a queued call, not yet back for it: the queue's bound
@@ -135,6 +139,7 @@ class WorkerSet:
         except BaseException:
             del self.all[index]
             raise
+        self.threads.add(worker.thread)
         if self.counts_coming:
             self.expect(worker)
         return worker

@@ -1,8 +1,15 @@
-"""The exceptions fairpool raises. Every one derives from :class:`FairpoolError`."""
+"""The exceptions fairpool raises, each derived from :class:`FairpoolError`, and its one warning."""
 
 from __future__ import annotations
 
-__all__ = ["EventletNotInstalled", "FairpoolError", "HubChannelError", "PoolClosed", "QueueFull"]
+__all__ = [
+    "EventletNotInstalled",
+    "ExitTimeoutWarning",
+    "FairpoolError",
+    "HubChannelError",
+    "PoolClosed",
+    "QueueFull",
+]
 
 
 class FairpoolError(Exception):
@@ -41,4 +48,14 @@ class CancelledByShutdown(PoolClosed):
     """The answer of a queued call at ``shutdown(cancel_futures=True)``: futures are cancelled with it.
 
     Internal: callers see ``PoolClosed`` (or a cancelled future).
+    """
+
+
+class ExitTimeoutWarning(RuntimeWarning):
+    """The interpreter exited before some pool calls finished: their ``exit_timeout`` passed.
+
+    Issued once, at exit, naming each call left (function, pool, lane, how
+    long it had run or waited); their callers got :class:`PoolClosed`. A
+    ``RuntimeWarning``, so it shows by default; filter or capture it by this
+    class (``logging.captureWarnings(True)``, which oslo.log uses, logs it).
     """

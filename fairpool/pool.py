@@ -23,7 +23,7 @@ from ._core import Core
 from ._fairqueue import POLICIES
 from ._hubchannel import green_channel
 from ._job import Job, describe
-from ._native import TIMEOUT_MAX, holds_import_lock, import_lock_held, monotonic
+from ._native import holds_import_lock, import_lock_held, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
 from ._workers import _worker_local, current_core
@@ -64,9 +64,7 @@ def _join(threads: list[Any], deadline: float | None) -> None:
                 return
             eventlet.sleep(0.002)
         return
-    for t in threads:
-        remaining = None if deadline is None else min(max(0.0, deadline - monotonic()), TIMEOUT_MAX)
-        t.join(remaining)
+    _lifecycle.join_native(threads, deadline)
 
 
 class Pool(Executor):
@@ -99,6 +97,11 @@ class Pool(Executor):
             hub's thread, only to wait for the GIL that thread holds. It
             halves the round trip on a busy CPU; the workers' share of CPU
             time is unchanged. Threads started inside a call inherit it.
+        exit_timeout: At interpreter exit, the pool's queued calls still run
+            and its running calls finish, for at most this many seconds
+            (0 to 3600) from when the exit began; then the process exits and
+            one :class:`fairpool.ExitTimeoutWarning` names each call left.
+            None: ``FAIRPOOL_EXIT_TIMEOUT``, or 5 seconds.
 
     Raises:
         ValueError: An argument is out of range; the message names it.
@@ -115,6 +118,7 @@ class Pool(Executor):
         on_full: Literal["wait", "raise"] = "wait",
         stats_interval: float | None = None,
         batch_scheduling: bool = True,
+        exit_timeout: float | None = None,
     ) -> None:
         check_size(threads, "threads")
         check_lane_name(name, "name")
@@ -139,7 +143,9 @@ class Pool(Executor):
             )
         if not isinstance(batch_scheduling, bool):
             raise ValueError(f"batch_scheduling must be True or False, got {batch_scheduling!r}")
+        exit_seconds = _lifecycle.check_exit_timeout(exit_timeout, "exit_timeout")
         self._core = Core(name, threads, policy, lane_key, max_queue, on_full, "threads", batch_scheduling)
+        self._core.exit_timeout = exit_seconds
         _lifecycle.register(self._core)
         self.name = name
         self.policy = policy

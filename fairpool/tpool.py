@@ -70,13 +70,16 @@ def killall() -> None:
     """Run every queued call of the default pool, stop its threads, then allow reuse.
 
     As eventlet's: results of calls in flight are still delivered, and a
-    later call (or :func:`setup`) starts threads again.
+    later call (or :func:`setup`) starts threads again. At interpreter exit
+    (eventlet.tpool's own ``atexit`` runs it, rerouted here by
+    :func:`fairpool.monkey_patch`) it waits no longer than the exit's deadline
+    (``exit_timeout``), and the pool stays closed.
     """
     pool = _default.current or _default.stopped
     if pool is None:
         return
     pool.shutdown()
-    pool._reopen()
+    pool._reopen()  # not once the exit began
     close_idle_channel()  # as eventlet's: nothing of the pool's is left on this thread's hub
     _default.stop_for_restart(pool)  # under the patch, its next use takes eventlet.tpool._nthreads
 

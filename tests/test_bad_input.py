@@ -4,7 +4,8 @@ Other modules test the rest: pool arguments (test_lifecycle), sizes and
 EVENTLET_THREADPOOL_SIZE (test_execute), lanes and weights (test_lanes),
 locks and wrap_library (test_locks_and_libraries), trace paths
 (test_trace), corrupt and truncated traces (test_locks_and_libraries),
-hub-watch thresholds (test_hubwatch).
+hub-watch thresholds (test_hubwatch), exit_timeout and FAIRPOOL_EXIT_TIMEOUT
+(test_exit).
 """
 
 from __future__ import annotations

@@ -617,8 +617,8 @@ def test_a_non_daemon_thread_waiting_on_a_queued_call_does_not_hold_up_exit() ->
         """
         import threading, time
         import fairpool
-        pool = fairpool.Pool(1, name="exit")
-        pool.submit(time.sleep, 1000)  # stuck in "C" for good
+        pool = fairpool.Pool(1, name="exit", exit_timeout=0.5)
+        pool.submit(time.sleep, 1000)  # stuck in "C" for good: the exit waits 0.5 s for it
 
         def waiter():
             try:
