@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 from . import _hubchannel
-from ._native import TIMEOUT_MAX, LockContext, allocate_lock
+from ._native import TIMEOUT_MAX, LockContext, allocate_lock, local
 from ._waiters import GreenWaiter, NativeWaiter
 
 __all__ = ["HybridRLock"]
@@ -66,6 +66,16 @@ def _checked_timeout(blocking: bool, timeout: Any) -> float:
     return float(timeout)
 
 
+class _NativeWait(local):
+    """Per native thread: the lock it is blocked on natively, and its waiter there, if any."""
+
+    lock: HybridRLock | None = None
+    waiter: _Waiter | None = None
+
+
+_native_wait = _NativeWait()
+
+
 class _Waiter:
     """One thread or green thread waiting for the lock: a link of the lock's queue."""
 
@@ -93,10 +103,21 @@ class HybridRLock(LockContext):
     """
 
     # The waiters are a doubly linked queue of _Waiter, so that every section under _mutex is
-    # attribute loads and stores only: no call, no loop, no allocation. Python runs a signal
-    # handler, and the collector a finalizer, only at a call, a loop or an allocation: one that
-    # logs (and so takes this lock) can then never find _mutex held by its own thread.
-    __slots__ = ("__weakref__", "_depth", "_first", "_last", "_mutex", "_owner", "_queued")
+    # attribute loads and stores only: no call, no loop, no allocation, nothing freed there.
+    # Python runs a signal handler only at a call or a loop, the collector (and so finalizers)
+    # only at an allocation: a handler or finalizer that logs (and so takes this lock) never
+    # finds _mutex held by its own thread.
+    __slots__ = (
+        "__weakref__",
+        "_depth",
+        "_first",
+        "_last",
+        "_mutex",
+        "_owner",
+        "_queued",
+        "_unwoken",
+        "_unwoken_by",
+    )
 
     def __init__(self) -> None:
         self._mutex = allocate_lock()
@@ -105,6 +126,9 @@ class HybridRLock(LockContext):
         self._first: _Waiter | None = None  # the queue: handed the lock in this order
         self._last: _Waiter | None = None
         self._queued = 0
+        # The waiter last handed the lock, until it wakes, and who handed it (see _wake_own_handover).
+        self._unwoken: _Waiter | None = None
+        self._unwoken_by: Any = None
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock, or one more level of it if the caller holds it already.
@@ -141,12 +165,32 @@ class HybridRLock(LockContext):
 
     def _acquire_waiting(self, me: Any, timeout: float) -> bool:
         """The lock is taken by another: queue up (or take it, if freed meanwhile) and wait."""
+        self._wake_own_handover(me)
         channel = _hubchannel.green_channel() if me is not _FINALIZING else None
-        waiter = _Waiter(me, GreenWaiter(channel) if channel is not None else NativeWaiter())
+        if channel is not None:
+            return self._queue_and_wait(_Waiter(me, GreenWaiter(channel)), timeout)
+        outer = _native_wait.waiter
+        if outer is not None and outer.queued and _native_wait.lock is self:
+            return self._acquire_within_own_wait(outer, timeout)
+        # Said before the waiter is queued and until it is done: a signal handler run in between
+        # finds it (see _acquire_within_own_wait).
+        waiter = _Waiter(me, NativeWaiter())
+        was_lock = _native_wait.lock
+        _native_wait.lock, _native_wait.waiter = self, waiter
+        try:
+            return self._queue_and_wait(waiter, timeout)
+        finally:
+            _native_wait.lock, _native_wait.waiter = was_lock, outer
+
+    def _queue_and_wait(self, waiter: _Waiter, timeout: float) -> bool:
+        me = waiter.owner
         with self._mutex:
             if self._owner is None:  # freed meanwhile (the queue is empty whenever it is free)
                 self._depth = 1
                 self._owner = me
+                queued = False
+            elif self._owner is me:  # handed to this thread meanwhile (a signal handler's wait)
+                self._depth += 1
                 queued = False
             else:
                 last = self._last
@@ -165,23 +209,57 @@ class HybridRLock(LockContext):
             waiter.wake.give_up()
         return True
 
+    def _wake_own_handover(self, me: Any) -> None:
+        """Wake the waiter this caller handed the lock to, if its ``release()`` has not yet.
+
+        ``release()`` wakes the next owner after letting go of ``_mutex``. A
+        signal handler run in between, in the releasing thread or green thread,
+        that waits for the lock would wait for ever: the new owner is woken
+        only when the handler returns. So a caller about to wait wakes it
+        first. Its own thread is the only one that answers that waiter (the
+        releaser, or this handler, interrupting it): a second answer changes nothing.
+        """
+        pending = self._unwoken
+        if pending is not None and self._unwoken_by is me:
+            pending.wake.answer(None)
+
+    def _acquire_within_own_wait(self, outer: _Waiter, timeout: float) -> bool:
+        """Take the lock in a signal handler run while its own thread is queued for it natively.
+
+        ``threading.RLock`` lets such a handler (one that logs, say) wait for
+        the lock, take it and let go. Queued behind its own thread's waiter,
+        it would wait for ever: the lock goes to that waiter first, which
+        cannot run until the handler returns. It waits for that hand-over
+        instead (the lock then belongs to this thread), takes one more level,
+        and leaves the wake-up in place for the wait it interrupted. The
+        waiter cannot give up meanwhile: its thread is running this handler.
+        """
+        wake = outer.wake
+        assert isinstance(wake, NativeWaiter)
+        if not wake.wait(timeout):
+            return False
+        wake._lock.release()  # the interrupted wait takes it when the handler returns
+        with self._mutex:
+            self._depth += 1  # handed to ``outer``, whose owner is this thread
+        return True
+
     def _wait(self, waiter: _Waiter, timeout: float) -> bool:
         """Wait until the lock is handed to ``waiter`` (True) or ``timeout`` passes (False)."""
         wake = waiter.wake
         try:
             if isinstance(wake, NativeWaiter):
                 if wake.wait(timeout):
-                    return True
+                    return self._woken(waiter)
             elif timeout < 0:
                 wake.wait()  # an eventlet.Timeout or kill() is raised in here
-                return True
+                return self._woken(waiter)
             else:
                 from eventlet.timeout import Timeout
 
                 timer = Timeout(timeout)  # our own: only this one instance means "timed out"
                 try:
                     wake.wait()
-                    return True
+                    return self._woken(waiter)
                 except Timeout as exc:
                     if exc is not timer:
                         raise
@@ -193,23 +271,29 @@ class HybridRLock(LockContext):
             raise
         return self._give_up(waiter)  # timed out; if it was handed over meanwhile, we hold it
 
+    def _woken(self, waiter: _Waiter) -> bool:
+        """The lock was handed to ``waiter``, now awake: forget it as the one to wake. True."""
+        if self._unwoken is waiter:  # only the owner (this caller) writes it now; out of _mutex, as
+            self._unwoken = self._unwoken_by = None  # this may free the last releaser's greenlet
+        return True
+
     def _give_up(self, waiter: _Waiter) -> bool:
         """Stop waiting. False if it was still queued; True if the lock was handed to it meanwhile."""
         with self._mutex:
-            if not waiter.queued:  # release() took it out: it owns the lock, at depth 1
-                return True
-            prev, after = waiter.prev, waiter.next
-            if prev is None:
-                self._first = after
-            else:
-                prev.next = after
-            if after is None:
-                self._last = prev
-            else:
-                after.prev = prev
-            waiter.queued = False
-            self._queued -= 1
-            return False
+            handed = not waiter.queued  # release() took it out: it owns the lock, at depth 1
+            if not handed:
+                prev, after = waiter.prev, waiter.next
+                if prev is None:
+                    self._first = after
+                else:
+                    prev.next = after
+                if after is None:
+                    self._last = prev
+                else:
+                    after.prev = prev
+                waiter.queued = False
+                self._queued -= 1
+        return handed and self._woken(waiter)
 
     def release(self) -> None:
         """Let go of one level of the lock; the last level hands it to the next waiter.
@@ -241,6 +325,8 @@ class HybridRLock(LockContext):
                 self._queued -= 1
                 self._depth = 1
                 self._owner = nxt.owner
+                self._unwoken = nxt  # woken just below, out of _mutex: see _wake_own_handover
+                self._unwoken_by = me
             else:
                 nxt = None
         if nxt is None:
@@ -285,6 +371,7 @@ class HybridRLock(LockContext):
         self._owner, self._depth = None, 0
         self._first = self._last = None
         self._queued = 0
+        self._unwoken = self._unwoken_by = None
 
     def __repr__(self) -> str:
         owner = self._owner
