@@ -184,6 +184,9 @@ class Core:
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self.drop_call(job)
+                # A withdrawn job may sit in its lane until a worker skips it (the fair queue
+                # removes in O(1)): it keeps nothing of its caller's. Not answered, so no waiter.
+                job.waiter = None
                 out.append(job)
             elif job.state == RUNNING and job.waiter.needs_start:
                 pass  # a future cancelled before it started: the worker's start() says so (not_started)

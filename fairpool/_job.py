@@ -151,12 +151,14 @@ def run_call(job: Job) -> tuple[bool, Any]:
     """
     fn, args, kwargs = job.fn, job.args, job.kwargs
     job.fn = job.args = job.kwargs = None  # type: ignore[assignment]
+    del job  # fn's frames link back to this one (f_back): it must not hold the job, nor its waiter
     try:
         return True, fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is run_call.__code__:
             exc.__traceback__ = tb.tb_next  # the caller wants fn's frames, not this one
+        del tb  # nor the traceback (a cycle through fn's frame)
         return False, exc
     finally:
         del fn, args, kwargs

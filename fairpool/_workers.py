@@ -228,8 +228,9 @@ def work(core: Core, worker: Worker) -> None:
                 continue
             if job is EXIT:
                 return
-            waiter = job.waiter
-            if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
+            # job.waiter, read twice rather than kept in a local: a local would keep the last
+            # call's waiter (a future, and so its result) alive while this worker idles.
+            if job.waiter.needs_start and not job.waiter.start():  # a future cancelled just now: never run it
                 not_started(core, worker)
                 job = None
                 continue
