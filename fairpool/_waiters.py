@@ -20,10 +20,17 @@ Rules:
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED as _CANCELLED
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
+from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import PENDING as _PENDING
 from concurrent.futures._base import RUNNING as _RUNNING
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, getcurrent, green_channel
@@ -31,11 +38,13 @@ from ._job import Job
 from ._native import TIMEOUT_MAX, allocate_lock, threading, threads_patched
 from .errors import CancelledByShutdown
 
-__all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture"]
+__all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture", "settle_inline"]
 
 T = TypeVar("T")
 
 _WAITING = (_PENDING, _RUNNING)  # a Future's states in which result() would wait
+_futures_logger = logging.getLogger("concurrent.futures")  # where Future logs a failing callback
+_SETTLED = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)  # done(): its callbacks have run
 
 
 class GreenWaiter:
@@ -163,6 +172,7 @@ class PoolFuture(Future[T]):
         self._fairpool_done = allocate_lock()
         self._fairpool_done.acquire()
         self._fairpool_open = False  # _fairpool_done was released (under _condition)
+        self._fairpool_deferred: tuple[bool, Any] | None = None  # an inline outcome (settle_inline)
 
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
@@ -194,6 +204,38 @@ class PoolFuture(Future[T]):
         self._condition = threading.Condition()
         if self._fairpool_open:
             self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
+
+    def settle_deferred(self) -> None:
+        """Settle the future with the outcome ``settle_inline`` deferred (once; then nothing)."""
+        deferred = self._fairpool_deferred
+        if deferred is None:
+            return
+        self._fairpool_deferred = None
+        ok, value = deferred
+        deferred = None
+        if ok:
+            self.set_result(value)
+        else:
+            self.set_exception(value)
+
+    def _deferred_here(self) -> bool:
+        """Whether this context's settling in progress holds this future's settling."""
+        pending = _settling.get()
+        return pending is not None and any(getattr(step, "__self__", None) is self for step in pending)
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """As Future's; on a future already done, ``fn`` is run never nested in another such run.
+
+        ``fn`` runs at once, unless this thread is already running a done-callback
+        so called, or settling an inline future: then it runs once that returns.
+        A chain whose callbacks add the next callback to a future that is already
+        done (a fast worker, a pool of size 0) runs as a loop, not as a recursion.
+        """
+        with self._condition:
+            if self._state not in _SETTLED:
+                self._done_callbacks.append(fn)
+                return
+        _one_at_a_time(functools.partial(_call_done_callback, fn, self))
 
     def set_result(self, result: T) -> None:
         super().set_result(result)
@@ -241,6 +283,9 @@ class PoolFuture(Future[T]):
 
     def _wait(self, timeout: float | None) -> None:
         """Wait until settled or ``timeout``: green on a hub, else on the native lock."""
+        if self._fairpool_deferred is not None and self._deferred_here():
+            self.settle_deferred()  # it waits for this very context to settle it: now
+            return
         if self._wait_green(timeout):
             return
         done = self._fairpool_done
@@ -270,6 +315,61 @@ class PoolFuture(Future[T]):
                 if done in self._done_callbacks:
                     self._done_callbacks.remove(done)  # a timed-out wait leaves nothing behind
         return True
+
+
+#: The steps deferred while a settling is in progress in this thread, green thread or task
+#: (see :func:`settle_inline`); None when none is in progress.
+_settling: ContextVar[deque[Callable[[], None]] | None] = ContextVar("fairpool_settling", default=None)
+
+
+def _one_at_a_time(step: Callable[[], None]) -> None:
+    """Run ``step`` now, or, if this context is already running one, once that one returns.
+
+    The outermost call runs the steps deferred meanwhile in turn: a chain of
+    done-callbacks that each submit the next step runs as a loop, not as a
+    recursion as deep as the chain.
+    """
+    pending = _settling.get()
+    if pending is not None:
+        pending.append(step)
+        return
+    pending = deque((step,))
+    token = _settling.set(pending)
+    try:
+        _run_each(pending)
+    finally:
+        _settling.reset(token)
+
+
+def _run_each(pending: deque[Callable[[], None]]) -> None:
+    """Run every pending step; if one raises (a BaseException), the rest still run."""
+    while pending:
+        step = pending.popleft()
+        try:
+            step()
+        except BaseException:
+            _run_each(pending)
+            raise
+
+
+def settle_inline(future: PoolFuture[Any], ok: bool, value: Any) -> None:
+    """Settle ``future``, whose call ran inline (a pool of size 0), with ``value``.
+
+    Its done-callbacks may submit again: while this context is settling
+    another future, this one is settled once that returns (never nested). A
+    wait on it from this same context (``result()`` in a done-callback)
+    settles it at once: it would otherwise wait for itself.
+    """
+    future._fairpool_deferred = (ok, value)
+    _one_at_a_time(future.settle_deferred)
+
+
+def _call_done_callback(fn: Callable[[Future[Any]], object], future: Future[Any]) -> None:
+    """Call a done-callback as Future does: an Exception is logged, not raised."""
+    try:
+        fn(future)
+    except Exception:
+        _futures_logger.exception("exception calling callback for %r", future)
 
 
 class AsyncioWaiter:

@@ -25,7 +25,7 @@ from ._hubchannel import green_channel
 from ._job import Job, describe
 from ._native import TIMEOUT_MAX, holds_import_lock, import_lock_held, monotonic
 from ._statslog import start_stats_logger
-from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
+from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture, settle_inline
 from ._workers import _worker_local, current_core
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics
@@ -269,13 +269,12 @@ class Pool(Executor):
         self._check_call(fn)
         core = self._core
         future: PoolFuture[R] = PoolFuture()
-        if core.workers.size == 0 or current_core() is core:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(self._run_inline(fn, args, kwargs))
-            except BaseException as exc:  # noqa: BLE001 - the future carries it
-                future.set_exception(exc)
+        if core.workers.size == 0:
+            self._submit_inline(future, fn, args, kwargs)
             return future
+        # From one of this pool's own workers too, the call is queued, never run here: a
+        # done-callback that submits the next step of a chain would otherwise nest each step
+        # inside the last (callbacks run in the worker), until RecursionError.
         admission = core.admission
         if admission.raise_when_full and admission.full(core.workers.coming):
             raise self._refused(fn, admission.full_error(fn))  # refused here, where the caller can see it
@@ -295,6 +294,24 @@ class Pool(Executor):
         if error is not None:
             raise error
         return future
+
+    def _submit_inline(
+        self, future: PoolFuture[Any], fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """A pool of size 0: run the call here, and settle its future without nesting.
+
+        Its done-callbacks may submit again: a submit made while this thread (or
+        green thread) is settling an inline future runs its call, and its future
+        is settled once the settling in progress returns (``settle_inline``), so
+        a chain of callbacks runs as a loop, not as a recursion.
+        """
+        future.set_running_or_notify_cancel()
+        ok = True
+        try:
+            value = self._run_inline(fn, args, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - the future carries it
+            ok, value = False, exc
+        settle_inline(future, ok, value)  # outside the handler: callbacks see no exception in flight
 
     def _cancel_from_future(self, job: Job) -> None:
         self._core.cancel(job, green=_must_not_wait())
