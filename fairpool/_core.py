@@ -43,7 +43,7 @@ from ._job import (
 )
 from ._native import monotonic
 from ._workers import Worker, WorkerSet
-from .errors import FairpoolError, PoolClosed
+from .errors import CancelledByShutdown, FairpoolError, PoolClosed
 from .statistics import new_window
 
 __all__ = ["Core"]
@@ -75,6 +75,7 @@ class Core:
         self.window = new_window()  # (queue wait, run time) of recent calls
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
+        self.futures_cancelled_by_shutdown = 0  # closed calls whose future says cancelled (cancel_futures)
         self.run_total = 0.0  # seconds the calls that finished ran, in all
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
 
@@ -207,6 +208,8 @@ class Core:
             self.drop_call(job)
             if not job.rejected:  # a refusal is its caller's exception, not a call closed
                 self.answered_closed += 1
+                if type(error) is CancelledByShutdown and job.waiter.needs_start:  # a future: cancelled
+                    self.futures_cancelled_by_shutdown += 1
             out.append(job)
 
     @staticmethod
