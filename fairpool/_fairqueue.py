@@ -17,7 +17,8 @@ With one lane (a program that never names one) it is plain FIFO.
 ``FifoQueue``: arrival order, lanes ignored except in the per-lane counts.
 
 Removal is O(1) in both: a removed item is forgotten from the set of live
-items and skipped when it reaches the head of its lane. When skipped items
+items and skipped when it reaches the head of its lane (one at either end
+of its lane leaves it at once). When skipped items
 outnumber the live ones (and there are many), the lanes are compacted, so
 memory stays proportional to what is queued. A caller that times out in a
 loop therefore costs the pool O(1) per call, however long the queue.
