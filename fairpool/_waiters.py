@@ -220,16 +220,17 @@ class PoolFuture(Future[T]):
 
     def _deferred_here(self) -> bool:
         """Whether this context's settling in progress holds this future's settling."""
-        pending = _settling.get()
-        return pending is not None and any(getattr(step, "__self__", None) is self for step in pending)
+        steps = _settling.get()
+        return steps is not None and any(getattr(step, "__self__", None) is self for step in steps.pending)
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
-        """As Future's; on a future already done, ``fn`` is run never nested in another such run.
+        """As Future's; on a future already done, ``fn`` runs at once, but never nested without bound.
 
-        ``fn`` runs at once, unless this thread is already running a done-callback
-        so called, or settling an inline future: then it runs once that returns.
         A chain whose callbacks add the next callback to a future that is already
-        done (a fast worker, a pool of size 0) runs as a loop, not as a recursion.
+        done (a fast worker, a pool of size 0) nests each callback in the last:
+        past :data:`MAX_NESTED` such callbacks (and inline settlings) one inside
+        the other, the next runs once the outermost returns, so the chain runs
+        as a loop, not as a recursion.
         """
         with self._condition:
             if self._state not in _SETTLED:
@@ -305,7 +306,7 @@ class PoolFuture(Future[T]):
         timer = None
         if timeout is not None:
             timer = channel.hub.schedule_call_global(max(0.0, timeout), waiter.answer, None)
-        self.add_done_callback(done)
+        Future.add_done_callback(self, done)  # at once if done: this thread waits for it next
         try:
             waiter.wait()
         finally:
@@ -317,48 +318,77 @@ class PoolFuture(Future[T]):
         return True
 
 
-#: The steps deferred while a settling is in progress in this thread, green thread or task
-#: (see :func:`settle_inline`); None when none is in progress.
-_settling: ContextVar[deque[Callable[[], None]] | None] = ContextVar("fairpool_settling", default=None)
+#: How deep settlings and done-callbacks may nest in one thread before the next is deferred.
+#: Below it they run at once, as ``concurrent.futures`` runs them (code that adds a
+#: callback and then waits for it keeps working); past it the stack stops growing.
+MAX_NESTED = 8
+
+
+class _Steps:
+    """This context's settlings and done-callbacks in progress (see :func:`_one_at_a_time`)."""
+
+    __slots__ = ("depth", "pending")
+
+    def __init__(self) -> None:
+        self.depth = 0  # steps running now, one inside the other
+        self.pending: deque[Callable[[], None]] = deque()  # deferred: run by the outermost, in turn
+
+
+#: The steps in progress in this thread, green thread or task; None when none is.
+_settling: ContextVar[_Steps | None] = ContextVar("fairpool_settling", default=None)
 
 
 def _one_at_a_time(step: Callable[[], None]) -> None:
-    """Run ``step`` now, or, if this context is already running one, once that one returns.
+    """Run ``step`` (settling a future, or a done-callback) now, or once the steps in progress return.
 
-    The outermost call runs the steps deferred meanwhile in turn: a chain of
+    Steps nest up to :data:`MAX_NESTED` deep; a deeper one is deferred, and the
+    outermost step's caller runs the deferred ones in turn: a chain of
     done-callbacks that each submit the next step runs as a loop, not as a
     recursion as deep as the chain.
     """
-    pending = _settling.get()
-    if pending is not None:
-        pending.append(step)
-        return
-    pending = deque((step,))
-    token = _settling.set(pending)
-    try:
-        _run_each(pending)
-    finally:
-        _settling.reset(token)
+    steps = _settling.get()
+    if steps is None:
+        steps = _Steps()
+        token = _settling.set(steps)
+        try:
+            _run_each(steps, step)
+        finally:
+            _settling.reset(token)
+    elif steps.depth < MAX_NESTED:
+        steps.depth += 1
+        try:
+            step()
+        finally:
+            steps.depth -= 1
+    else:
+        steps.pending.append(step)
 
 
-def _run_each(pending: deque[Callable[[], None]]) -> None:
-    """Run every pending step; if one raises (a BaseException), the rest still run."""
-    while pending:
-        step = pending.popleft()
+def _run_each(steps: _Steps, step: Callable[[], None] | None) -> None:
+    """Run ``step``, then every deferred step; if one raises (a BaseException), the rest still run."""
+    pending = steps.pending
+    while step is not None or pending:
+        if step is None:
+            step = pending.popleft()
+        steps.depth = 1
         try:
             step()
         except BaseException:
-            _run_each(pending)
+            _run_each(steps, None)
             raise
+        finally:
+            steps.depth = 0
+            step = None
 
 
 def settle_inline(future: PoolFuture[Any], ok: bool, value: Any) -> None:
     """Settle ``future``, whose call ran inline (a pool of size 0), with ``value``.
 
-    Its done-callbacks may submit again: while this context is settling
-    another future, this one is settled once that returns (never nested). A
-    wait on it from this same context (``result()`` in a done-callback)
-    settles it at once: it would otherwise wait for itself.
+    Its done-callbacks may submit again: settlings nest up to
+    :data:`MAX_NESTED` deep in one context, and a deeper one is settled once
+    the outermost returns (:func:`_one_at_a_time`). A wait on such a future
+    from this same context (``result()`` in a done-callback) settles it at
+    once: it would otherwise wait for itself.
     """
     future._fairpool_deferred = (ok, value)
     _one_at_a_time(future.settle_deferred)
@@ -368,7 +398,7 @@ def _call_done_callback(fn: Callable[[Future[Any]], object], future: Future[Any]
     """Call a done-callback as Future does: an Exception is logged, not raised."""
     try:
         fn(future)
-    except Exception:
+    except Exception:  # as Future does: logged, the other callbacks still run
         _futures_logger.exception("exception calling callback for %r", future)
 
 

@@ -27,7 +27,7 @@ from .conftest import wait_until
 
 STEPS = 2000
 #: Frames a step's callback may have beneath it. A recursion has one level per step.
-MAX_DEPTH = 150
+MAX_DEPTH = 200
 
 
 def _depth() -> int:
@@ -155,3 +155,23 @@ def test_submit_from_a_worker_queues_the_call_and_the_worker_runs_it_after() -> 
         assert order == ["outer returns", "inner"], f"submit() from a worker ran the call nested: {order}"
     finally:
         pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_a_done_callback_added_to_a_done_future_runs_at_once_when_not_deeply_nested() -> None:
+    # As concurrent.futures: code that adds a callback to a done future, then waits for
+    # what the callback does, keeps working (only a chain past MAX_NESTED is deferred).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pool = fairpool.Pool(0, name="chain0")
+        done_already = pool.submit(int, 7)
+        seen: list[object] = []
+
+        def callback(_f: Future[int]) -> None:
+            ran = threading.Event()
+            done_already.add_done_callback(lambda f: ran.set())
+            seen.append(ran.wait(5))
+
+        pool.submit(int, 1).add_done_callback(callback)
+    assert seen == [True], "a callback added to a done future inside another callback was deferred"
+    pool.shutdown()
