@@ -6,7 +6,8 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import eventlet
 import pytest
@@ -16,6 +17,8 @@ import fairpool.aio
 from fairpool import _hooks
 
 from .conftest import wait_until
+
+T = TypeVar("T")
 
 
 def _burst_then_one(policy: str) -> tuple[int, int]:
@@ -177,6 +180,27 @@ def test_lane_key_returning_a_bad_name_is_named() -> None:
         pool.shutdown(timeout=5)
 
 
+def _run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` in a native thread of its own: under EVENTLET_HUB=asyncio this
+    thread runs eventlet's asyncio loop already (tests/test_hubs.py runs this file so)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(asyncio.run(main))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the event loop's thread did not finish"
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
 class _LanesSeen(_hooks.PoolObserver):
     """Records the lane of every call the pools are handed."""
 
@@ -227,7 +251,7 @@ def test_a_decorated_coroutine_runs_in_its_lane_across_awaits(lanes_seen: _Lanes
     try:
         assert inspect.iscoroutinefunction(boot), "the decorated coroutine function is no longer one"
         assert (boot.__name__, boot.__doc__) == ("boot", "Boot it."), "functools.wraps metadata lost"
-        result, others, after = asyncio.run(main())
+        result, others, after = _run_async(main())
         assert result == 42
         assert others == [None] * 5, f"another task saw the lane: {others}"
         assert after is None, "the lane leaked into the caller after the await"
@@ -350,7 +374,7 @@ def test_a_decorated_async_generator_runs_in_its_lane_only_while_it_runs(lanes_s
 
     try:
         assert inspect.isasyncgenfunction(stream)
-        items, between = asyncio.run(main())
+        items, between = _run_async(main())
         assert items == [(("stream", 1), 0), (("stream", 1), 1), (("stream", 1), 2)], items
         assert between == [None] * 3, f"the consumer saw the generator's lane: {between}"
         assert closed == [("stream", 1)], f"the generator's finally ran in lane {closed}"
