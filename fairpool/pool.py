@@ -261,6 +261,11 @@ class Pool(Executor):
         ``future.cancel()`` succeeds until a worker starts the call, and a
         cancelled call never runs. Lanes apply as for :meth:`execute`.
 
+        The call never runs on the caller's stack: from one of this pool's own
+        workers it is queued like any other (a chain of done-callbacks that each
+        submit the next step is a loop, not a recursion); with 0 threads it runs
+        inline, its future settled without nesting without bound.
+
         Raises:
             PoolClosed: The pool is shut down.
             QueueFull: The queue is at ``max_queue`` and ``on_full="raise"``.
@@ -300,10 +305,10 @@ class Pool(Executor):
     ) -> None:
         """A pool of size 0: run the call here, and settle its future without nesting.
 
-        Its done-callbacks may submit again: a submit made while this thread (or
-        green thread) is settling an inline future runs its call, and its future
-        is settled once the settling in progress returns (``settle_inline``), so
-        a chain of callbacks runs as a loop, not as a recursion.
+        Its done-callbacks may submit again: settlings nest at most
+        ``_waiters.MAX_NESTED`` deep in this thread (or green thread, or task),
+        and a deeper one is settled once the outermost returns (``settle_inline``),
+        so a chain of callbacks runs as a loop, not as a recursion.
         """
         future.set_running_or_notify_cancel()
         ok = True
