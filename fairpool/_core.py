@@ -44,7 +44,7 @@ from ._job import (
 )
 from ._native import monotonic
 from ._workers import Worker, WorkerSet
-from .errors import FairpoolError, PoolClosed
+from .errors import CancelledByShutdown, FairpoolError, PoolClosed
 from .statistics import new_window
 
 __all__ = ["Core"]
@@ -78,6 +78,7 @@ class Core:
         self.window = new_window()  # (queue wait, run time) of recent calls
         self.submitted = self.inline = self.completed = self.failed = 0
         self.cancelled = self.abandoned = self.answered_closed = self.worker_faults = 0
+        self.futures_cancelled_by_shutdown = 0  # closed calls whose future says cancelled (cancel_futures)
         self.run_total = 0.0  # seconds the calls that finished ran, in all
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
 
@@ -189,6 +190,9 @@ class Core:
                 move(job, CANCELLED)
                 self.cancelled += 1
                 self.drop_call(job)
+                # A withdrawn job may sit in its lane until a worker skips it (the fair queue
+                # removes in O(1)): it keeps nothing of its caller's. Not answered, so no waiter.
+                job.waiter = None
                 out.append(job)
             elif job.state == RUNNING and job.waiter.needs_start:
                 pass  # a future cancelled before it started: the worker's start() says so (not_started)
@@ -209,6 +213,8 @@ class Core:
             self.drop_call(job)
             if not job.rejected:  # a refusal is its caller's exception, not a call closed
                 self.answered_closed += 1
+                if type(error) is CancelledByShutdown and job.waiter.needs_start:  # a future: cancelled
+                    self.futures_cancelled_by_shutdown += 1
             out.append(job)
 
     @staticmethod

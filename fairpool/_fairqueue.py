@@ -17,7 +17,8 @@ With one lane (a program that never names one) it is plain FIFO.
 ``FifoQueue``: arrival order, lanes ignored except in the per-lane counts.
 
 Removal is O(1) in both: a removed item is forgotten from the set of live
-items and skipped when it reaches the head of its lane. When skipped items
+items and skipped when it reaches the head of its lane (one at either end
+of its lane leaves it at once). When skipped items
 outnumber the live ones (and there are many), the lanes are compacted, so
 memory stays proportional to what is queued. A caller that times out in a
 loop therefore costs the pool O(1) per call, however long the queue.
@@ -73,6 +74,15 @@ class _Removable(Generic[T]):
             return False
         self._removed += 1
         return True
+
+    def _drop_end(self, items: deque[T], item: T) -> None:
+        """A removed item at either end of ``items`` leaves it now (else it is skipped later)."""
+        if items[-1] is item:
+            items.pop()
+            self._removed -= 1
+        elif items[0] is item:
+            items.popleft()
+            self._removed -= 1
 
     def _should_compact(self) -> bool:
         return self._removed > COMPACT_AFTER and self._removed > len(self._live)
@@ -155,6 +165,7 @@ class FairQueue(_Removable[T]):
             return False
         lane = self._lanes[item.lane]
         lane.live -= 1
+        self._drop_end(lane.items, item)
         if not lane.live:
             del self._lanes[lane.name]  # its removed items are skipped when it reaches the head
         if self._should_compact():
@@ -218,6 +229,7 @@ class FifoQueue(_Removable[T]):
         if not self._forget(item):
             return False
         self._uncount(item.lane)
+        self._drop_end(self._items, item)
         if self._should_compact():
             live = self._live
             self._items = deque(i for i in self._items if i in live)

@@ -116,6 +116,10 @@ class HubChannel:
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         self.listener = self.hub.add(_hub_base.READ, self.rfd, self._on_readable, _noop, _noop)
+        # eventlet's listener keeps the green thread that added it (for a throwback, _noop
+        # here): the first green caller, with all it returns, would live as long as the
+        # channel. The hub's greenlet stands in for it.
+        self.listener.greenlet = self.hub.greenlet
         self._finalizer = weakref.finalize(self, _close_fds, self.rfd, self.wfd)
 
     def _check(self) -> None:

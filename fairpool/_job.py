@@ -146,23 +146,24 @@ def run_call(job: Job) -> tuple[bool, Any]:
     Never raises: a ``BaseException`` (SystemExit, KeyboardInterrupt,
     GeneratorExit, eventlet.Timeout) is an outcome like any other, and the
     worker lives on. The arguments are dropped first, so the job does not keep
-    them alive; the callable stays until the call returns (this frame holds it
-    anyway), so that the exit can name a call it leaves running. The traceback
-    is left as the call made it (less this frame): clearing its frames would
-    close a suspended generator whose frame is in it, which a direct call
-    would not do.
+    them alive; the callable stays on the job until the call returns (the
+    worker clears it then), so that the exit can name a call it leaves
+    running. The traceback is left as the call made it (less this frame):
+    clearing its frames would close a suspended generator whose frame is in
+    it, which a direct call would not do.
     """
     fn, args, kwargs = job.fn, job.args, job.kwargs
     job.args = job.kwargs = None  # type: ignore[assignment]
+    del job  # fn's frames link back to this one (f_back): it must not hold the job, nor its waiter
     try:
         return True, fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is run_call.__code__:
             exc.__traceback__ = tb.tb_next  # the caller wants fn's frames, not this one
+        del tb  # nor the traceback (a cycle through fn's frame)
         return False, exc
     finally:
-        job.fn = None  # type: ignore[assignment]
         del fn, args, kwargs
 
 

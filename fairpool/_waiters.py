@@ -20,10 +20,17 @@ Rules:
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED as _CANCELLED
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
+from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import PENDING as _PENDING
 from concurrent.futures._base import RUNNING as _RUNNING
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, current_greenlet, green_channel
@@ -31,11 +38,13 @@ from ._job import Job
 from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched
 from .errors import CancelledByShutdown
 
-__all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture"]
+__all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture", "settle_inline"]
 
 T = TypeVar("T")
 
 _WAITING = (_PENDING, _RUNNING)  # a Future's states in which result() would wait
+_futures_logger = logging.getLogger("concurrent.futures")  # where Future logs a failing callback
+_SETTLED = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)  # done(): its callbacks have run
 
 
 class GreenWaiter:
@@ -163,6 +172,7 @@ class PoolFuture(Future[T]):
         self._fairpool_done = allocate_lock()
         self._fairpool_done.acquire()
         self._fairpool_open = False  # _fairpool_done was released (under _condition)
+        self._fairpool_deferred: tuple[bool, Any] | None = None  # an inline outcome (settle_inline)
 
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
@@ -194,6 +204,39 @@ class PoolFuture(Future[T]):
         self._condition = Condition()
         if self._fairpool_open:
             self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
+
+    def settle_deferred(self) -> None:
+        """Settle the future with the outcome ``settle_inline`` deferred (once; then nothing)."""
+        deferred = self._fairpool_deferred
+        if deferred is None:
+            return
+        self._fairpool_deferred = None
+        ok, value = deferred
+        deferred = None
+        if ok:
+            self.set_result(value)
+        else:
+            self.set_exception(value)
+
+    def _deferred_here(self) -> bool:
+        """Whether this context's settling in progress holds this future's settling."""
+        steps = _settling.get()
+        return steps is not None and any(getattr(step, "__self__", None) is self for step in steps.pending)
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """As Future's; on a future already done, ``fn`` runs at once, but never nested without bound.
+
+        A chain whose callbacks add the next callback to a future that is already
+        done (a fast worker, a pool of size 0) nests each callback in the last:
+        past :data:`MAX_NESTED` such callbacks (and inline settlings) one inside
+        the other, the next runs once the outermost returns, so the chain runs
+        as a loop, not as a recursion.
+        """
+        with self._condition:
+            if self._state not in _SETTLED:
+                self._done_callbacks.append(fn)
+                return
+        _one_at_a_time(functools.partial(_call_done_callback, fn, self))
 
     def set_result(self, result: T) -> None:
         super().set_result(result)
@@ -241,6 +284,9 @@ class PoolFuture(Future[T]):
 
     def _wait(self, timeout: float | None) -> None:
         """Wait until settled or ``timeout``: green on a hub, else on the native lock."""
+        if self._fairpool_deferred is not None and self._deferred_here():
+            self.settle_deferred()  # it waits for this very context to settle it: now
+            return
         if self._wait_green(timeout):
             return
         done = self._fairpool_done
@@ -260,7 +306,7 @@ class PoolFuture(Future[T]):
         timer = None
         if timeout is not None:
             timer = channel.hub.schedule_call_global(max(0.0, timeout), waiter.answer, None)
-        self.add_done_callback(done)
+        Future.add_done_callback(self, done)  # at once if done: this thread waits for it next
         try:
             waiter.wait()
         finally:
@@ -270,6 +316,90 @@ class PoolFuture(Future[T]):
                 if done in self._done_callbacks:
                     self._done_callbacks.remove(done)  # a timed-out wait leaves nothing behind
         return True
+
+
+#: How deep settlings and done-callbacks may nest in one thread before the next is deferred.
+#: Below it they run at once, as ``concurrent.futures`` runs them (code that adds a
+#: callback and then waits for it keeps working); past it the stack stops growing.
+MAX_NESTED = 8
+
+
+class _Steps:
+    """This context's settlings and done-callbacks in progress (see :func:`_one_at_a_time`)."""
+
+    __slots__ = ("depth", "pending")
+
+    def __init__(self) -> None:
+        self.depth = 0  # steps running now, one inside the other
+        self.pending: deque[Callable[[], None]] = deque()  # deferred: run by the outermost, in turn
+
+
+#: The steps in progress in this thread, green thread or task; None when none is.
+_settling: ContextVar[_Steps | None] = ContextVar("fairpool_settling", default=None)
+
+
+def _one_at_a_time(step: Callable[[], None]) -> None:
+    """Run ``step`` (settling a future, or a done-callback) now, or once the steps in progress return.
+
+    Steps nest up to :data:`MAX_NESTED` deep; a deeper one is deferred, and the
+    outermost step's caller runs the deferred ones in turn: a chain of
+    done-callbacks that each submit the next step runs as a loop, not as a
+    recursion as deep as the chain.
+    """
+    steps = _settling.get()
+    if steps is None:
+        steps = _Steps()
+        token = _settling.set(steps)
+        try:
+            _run_each(steps, step)
+        finally:
+            _settling.reset(token)
+    elif steps.depth < MAX_NESTED:
+        steps.depth += 1
+        try:
+            step()
+        finally:
+            steps.depth -= 1
+    else:
+        steps.pending.append(step)
+
+
+def _run_each(steps: _Steps, step: Callable[[], None] | None) -> None:
+    """Run ``step``, then every deferred step; if one raises (a BaseException), the rest still run."""
+    pending = steps.pending
+    while step is not None or pending:
+        if step is None:
+            step = pending.popleft()
+        steps.depth = 1
+        try:
+            step()
+        except BaseException:
+            _run_each(steps, None)
+            raise
+        finally:
+            steps.depth = 0
+            step = None
+
+
+def settle_inline(future: PoolFuture[Any], ok: bool, value: Any) -> None:
+    """Settle ``future``, whose call ran inline (a pool of size 0), with ``value``.
+
+    Its done-callbacks may submit again: settlings nest up to
+    :data:`MAX_NESTED` deep in one context, and a deeper one is settled once
+    the outermost returns (:func:`_one_at_a_time`). A wait on such a future
+    from this same context (``result()`` in a done-callback) settles it at
+    once: it would otherwise wait for itself.
+    """
+    future._fairpool_deferred = (ok, value)
+    _one_at_a_time(future.settle_deferred)
+
+
+def _call_done_callback(fn: Callable[[Future[Any]], object], future: Future[Any]) -> None:
+    """Call a done-callback as Future does: an Exception is logged, not raised."""
+    try:
+        fn(future)
+    except Exception:  # as Future does: logged, the other callbacks still run
+        _futures_logger.exception("exception calling callback for %r", future)
 
 
 class AsyncioWaiter:

@@ -233,8 +233,9 @@ def work(core: Core, worker: Worker) -> None:
                 continue
             if job is EXIT:
                 return
-            waiter = job.waiter
-            if waiter.needs_start and not waiter.start():  # a future cancelled just now: never run it
+            # job.waiter, read twice rather than kept in a local: a local would keep the last
+            # call's waiter (a future, and so its result) alive while this worker idles.
+            if job.waiter.needs_start and not job.waiter.start():  # a future cancelled just now: never run it
                 not_started(core, worker)
                 job = None
                 continue
@@ -242,6 +243,7 @@ def work(core: Core, worker: Worker) -> None:
                 job.t_started = monotonic()
                 ok, result = run_call(job)
                 job.t_finished = monotonic()
+                job.fn = None  # kept while it ran, for the exit to name it
             else:
                 ok, result = _run_observed(job, worker)
                 if fault_hook is not None:  # here: a fault now must find the call's outcome set
@@ -264,6 +266,7 @@ def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
     else:
         ok, result = run_call(job)
     job.t_finished = monotonic()
+    job.fn = None  # type: ignore[assignment]
     if info is not None:
         info.t_finished = job.t_finished
         info.error = None if ok else result

@@ -94,14 +94,20 @@ class FuturistExecutor(Pool):
     def statistics(self) -> Any:
         """futurist's ``ExecutorStatistics``: failures, executed, runtime, cancelled.
 
-        A property, as futurist's; fairpool's own figures are :meth:`pool_statistics`.
+        ``cancelled`` counts every future cancelled before its call ran, once,
+        whoever cancelled it: its caller (``future.cancel()``) or
+        ``shutdown(cancel_futures=True)`` (which :meth:`pool_statistics` counts
+        as ``closed``). A property, as futurist's; fairpool's own figures are
+        :meth:`pool_statistics`.
         """
         stats = self.pool_statistics()
+        with self._core.locked():
+            by_shutdown = self._core.futures_cancelled_by_shutdown
         return _statistics_class()(
             failures=stats.failed,
             executed=stats.completed + stats.failed,
             runtime=stats.run_total,
-            cancelled=stats.cancelled,
+            cancelled=stats.cancelled + by_shutdown,
         )
 
     def pool_statistics(self) -> PoolStatistics:

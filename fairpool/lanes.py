@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
+import inspect
+import types
+from collections.abc import AsyncGenerator, Callable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -60,6 +62,11 @@ class lane:  # noqa: N801 - used like a function: ``with fairpool.lane("bulk"):`
         @fairpool.lane("boot", weight=2)
         def spawn(instance): ...
 
+    A decorated ``async def``, generator function or async generator function
+    runs in the lane for the whole run of its coroutine or generator, across
+    awaits and yields, and only while it runs: at each await or yield that
+    reaches its caller, the caller's own lane is back.
+
     Args:
         name: The lane's name, a non-empty string.
         weight: Calls the lane may take per turn, from 1 to :data:`MAX_WEIGHT`.
@@ -96,6 +103,12 @@ class lane:  # noqa: N801 - used like a function: ``with fairpool.lane("bulk"):`
 
     def __call__(self, fn: F) -> F:
         name, weight = self.name, self.weight
+        if inspect.iscoroutinefunction(fn):
+            return _coroutine_in_lane(fn, name, weight)  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(fn):
+            return _async_generator_in_lane(fn, name, weight)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+            return _generator_in_lane(fn, name, weight)  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def in_lane(*args: Any, **kwargs: Any) -> Any:
@@ -109,6 +122,104 @@ class lane:  # noqa: N801 - used like a function: ``with fairpool.lane("bulk"):`
 
     def __repr__(self) -> str:
         return f"fairpool.lane({self.name!r}, weight={self.weight})"
+
+
+# -- coroutines and generators ---------------------------------------------------------
+# A decorated coroutine or generator runs in its lane for its whole run, but only while
+# it runs: each step (a send, a throw, a close) sets the lane the body last left, and
+# then gives the caller back its own. ``state[0]`` holds the body's lane value between
+# steps (a ``with fairpool.lane(...)`` in the body that spans a yield keeps its lane).
+
+
+def _call_in(state: list[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Make the coroutine or generator in its lane (a function that only claims to be one runs here)."""
+    token = _current.set(state[0])
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        state[0] = _current.get()
+        _current.reset(token)
+
+
+def _stepped(it: Any, state: list[Any]) -> Generator[Any, Any, Any]:
+    """Drive ``it`` (a generator, or an awaitable's iterator) one step at a time, each in the lane."""
+    value: Any = None
+    thrown: BaseException | None = None
+    while True:
+        token = _current.set(state[0])
+        try:
+            if thrown is None:
+                item = it.send(value)
+            else:
+                exc, thrown = thrown, None
+                item = it.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            state[0] = _current.get()
+            _current.reset(token)
+        try:
+            value = yield item
+        except GeneratorExit:  # close(): the body's finally blocks run in the lane too
+            token = _current.set(state[0])
+            try:
+                it.close()
+            finally:
+                _current.reset(token)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the caller: on to the body
+            thrown, value = exc, None
+
+
+@types.coroutine
+def _awaited_in(awaitable: Any, state: list[Any]) -> Generator[Any, Any, Any]:
+    """Await ``awaitable`` one step at a time, each in the lane."""
+    return (yield from _stepped(awaitable.__await__(), state))
+
+
+def _coroutine_in_lane(fn: Callable[..., Any], name: str, weight: int) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def in_lane(*args: Any, **kwargs: Any) -> Any:
+        state = [(name, weight, _current.get())]
+        return await _awaited_in(_call_in(state, fn, args, kwargs), state)
+
+    return in_lane
+
+
+def _generator_in_lane(fn: Callable[..., Any], name: str, weight: int) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def in_lane(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        state = [(name, weight, _current.get())]
+        return (yield from _stepped(_call_in(state, fn, args, kwargs), state))
+
+    return in_lane
+
+
+def _async_generator_in_lane(fn: Callable[..., Any], name: str, weight: int) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def in_lane(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        state = [(name, weight, _current.get())]
+        agen = _call_in(state, fn, args, kwargs)
+        value: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                if thrown is None:
+                    item = await _awaited_in(agen.asend(value), state)
+                else:
+                    exc, thrown = thrown, None
+                    item = await _awaited_in(agen.athrow(exc), state)
+            except StopAsyncIteration:
+                return
+            try:
+                value = yield item
+            except GeneratorExit:  # aclose(): the body's finally blocks run in the lane too
+                await _awaited_in(agen.aclose(), state)
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the caller: on to the body
+                thrown, value = exc, None
+
+    return in_lane
 
 
 def current_lane() -> tuple[str, int] | None:

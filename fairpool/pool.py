@@ -25,7 +25,7 @@ from ._hubchannel import green_channel
 from ._job import Job, describe
 from ._native import holds_import_lock, import_lock_held, monotonic
 from ._statslog import start_stats_logger
-from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture
+from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture, settle_inline
 from ._workers import _worker_local, current_core
 from .lanes import DEFAULT_LANE, _current, check_lane_name
 from .statistics import PoolStatistics
@@ -267,6 +267,11 @@ class Pool(Executor):
         ``future.cancel()`` succeeds until a worker starts the call, and a
         cancelled call never runs. Lanes apply as for :meth:`execute`.
 
+        The call never runs on the caller's stack: from one of this pool's own
+        workers it is queued like any other (a chain of done-callbacks that each
+        submit the next step is a loop, not a recursion); with 0 threads it runs
+        inline, its future settled without nesting without bound.
+
         Raises:
             PoolClosed: The pool is shut down.
             QueueFull: The queue is at ``max_queue`` and ``on_full="raise"``.
@@ -275,13 +280,12 @@ class Pool(Executor):
         self._check_call(fn)
         core = self._core
         future: PoolFuture[R] = PoolFuture()
-        if core.workers.size == 0 or current_core() is core:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(self._run_inline(fn, args, kwargs))
-            except BaseException as exc:  # noqa: BLE001 - the future carries it
-                future.set_exception(exc)
+        if core.workers.size == 0:
+            self._submit_inline(future, fn, args, kwargs)
             return future
+        # From one of this pool's own workers too, the call is queued, never run here: a
+        # done-callback that submits the next step of a chain would otherwise nest each step
+        # inside the last (callbacks run in the worker), until RecursionError.
         admission = core.admission
         if admission.raise_when_full and admission.full(core.workers.coming):
             raise self._refused(fn, admission.full_error(fn))  # refused here, where the caller can see it
@@ -301,6 +305,24 @@ class Pool(Executor):
         if error is not None:
             raise error
         return future
+
+    def _submit_inline(
+        self, future: PoolFuture[Any], fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """A pool of size 0: run the call here, and settle its future without nesting.
+
+        Its done-callbacks may submit again: settlings nest at most
+        ``_waiters.MAX_NESTED`` deep in this thread (or green thread, or task),
+        and a deeper one is settled once the outermost returns (``settle_inline``),
+        so a chain of callbacks runs as a loop, not as a recursion.
+        """
+        future.set_running_or_notify_cancel()
+        ok = True
+        try:
+            value = self._run_inline(fn, args, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - the future carries it
+            ok, value = False, exc
+        settle_inline(future, ok, value)  # outside the handler: callbacks see no exception in flight
 
     def _cancel_from_future(self, job: Job) -> None:
         self._core.cancel(job, green=_must_not_wait())

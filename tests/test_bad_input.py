@@ -11,6 +11,7 @@ hub-watch thresholds (test_hubwatch), exit_timeout and FAIRPOOL_EXIT_TIMEOUT
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import pytest
 
@@ -55,9 +56,16 @@ def test_a_worker_waiting_on_its_own_pool_runs_the_call_inline_instead_of_deadlo
 
         outer_name, inner_name = pool.execute(outer)
         assert outer_name == inner_name == "fairpool-self-0"
-        # submit() from a worker runs inline too, and the future is already done.
-        future = pool.execute(lambda: pool.submit(lambda: "inline"))
-        assert future.done() and future.result() == "inline"
+
+        # submit() from a worker queues the call (never runs it on the worker's stack):
+        # the worker runs it once the call that submitted it returned.
+        def submits() -> tuple[Future[str], bool]:
+            future = pool.submit(lambda: threading.current_thread().name)
+            return future, future.done()
+
+        future, done_at_once = pool.execute(submits)
+        assert not done_at_once, "submit() from a worker ran the call on the worker's own stack"
+        assert future.result(10) == "fairpool-self-0"
     finally:
         pool.shutdown(timeout=5)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -47,6 +48,35 @@ def test_statistics_are_futurists_and_the_pools_figures_stay_reachable() -> None
     assert not executor.alive
     with pytest.raises(RuntimeError):
         executor.submit(int)
+
+
+@pytest.mark.timeout(30)
+def test_every_cancelled_future_is_counted_once_whoever_cancels_it() -> None:
+    executor = fairpool.FuturistExecutor(max_workers=1)
+    gate = threading.Event()
+    try:
+        blocker = executor.submit(gate.wait, 10)
+        started = time.monotonic()
+        while executor.pool_statistics().busy != 1:
+            assert time.monotonic() - started < 10, "the blocking call never started"
+            time.sleep(0.001)
+        queued = [executor.submit(int, i) for i in range(6)]
+        assert queued[0].cancel(), "the first queued call should still be cancellable"
+        shutdown = threading.Thread(target=executor.shutdown, kwargs={"cancel_futures": True})
+        shutdown.start()
+        started = time.monotonic()
+        while not all(f.cancelled() for f in queued):
+            assert time.monotonic() - started < 10, "shutdown(cancel_futures=True) cancelled too few"
+            time.sleep(0.001)
+        gate.set()
+        shutdown.join(10)
+        assert blocker.result(0) is True
+        stats = executor.statistics
+        assert stats.cancelled == 6, f"6 futures were cancelled (1 by its caller, 5 by the shutdown): {stats}"
+        assert (stats.executed, stats.failures) == (1, 0), stats
+    finally:
+        gate.set()
+        executor.shutdown()
 
 
 @pytest.mark.parametrize(

@@ -432,9 +432,9 @@ def test_repr_says_locked_owner_count_and_waiters() -> None:
     lock.acquire()
     lock.acquire()
     text = repr(lock)
-    assert (
-        text.startswith("<locked fairpool.HybridRLock object owner=<native thread ") and "count=2 waiters=0" in text
-    ), text  # the test's main thread is no green thread: its owner is the native thread
+    # The test's main thread is no green thread: its owner is the native thread.
+    owner = "<locked fairpool.HybridRLock object owner=<native thread "
+    assert text.startswith(owner) and "count=2 waiters=0" in text, text
     lock.release()
     lock.release()
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import eventlet
 import pytest
 
 import fairpool
+import fairpool.aio
+from fairpool import _hooks
 
 from .conftest import wait_until
+
+T = TypeVar("T")
 
 
 def _burst_then_one(policy: str) -> tuple[int, int]:
@@ -168,5 +176,208 @@ def test_lane_key_returning_a_bad_name_is_named() -> None:
     try:
         with pytest.raises(ValueError, match="the lane_key result must be a non-empty string"):
             pool.execute(int)
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def _run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` in a native thread of its own: under EVENTLET_HUB=asyncio this
+    thread runs eventlet's asyncio loop already (tests/test_hubs.py runs this file so)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(asyncio.run(main))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the event loop's thread did not finish"
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+class _LanesSeen(_hooks.PoolObserver):
+    """Records the lane of every call the pools are handed."""
+
+    def __init__(self) -> None:
+        self.lanes: list[str] = []
+
+    def call_submitted(self, call: _hooks.CallInfo) -> None:
+        self.lanes.append(call.lane)
+
+
+@pytest.fixture
+def lanes_seen() -> Iterator[_LanesSeen]:
+    observer = _LanesSeen()
+    _hooks.add_observer(observer)
+    yield observer
+    _hooks.remove_observer(observer)
+
+
+@pytest.mark.timeout(30)
+def test_a_decorated_coroutine_runs_in_its_lane_across_awaits(lanes_seen: _LanesSeen) -> None:
+    pool = fairpool.Pool(threads=2, name="alanes")
+
+    @fairpool.lane("boot", weight=2)
+    async def boot(x: int) -> int:
+        """Boot it."""
+        seen = [fairpool.current_lane()]
+        await pool.run_sync(int)
+        seen.append(fairpool.current_lane())
+        await asyncio.to_thread(int)  # on the pool: fairpool.aio.install
+        seen.append(fairpool.current_lane())
+        await asyncio.sleep(0.001)
+        seen.append(fairpool.current_lane())
+        assert seen == [("boot", 2)] * 4, f"the coroutine lost its lane across awaits: {seen}"
+        return x + 1
+
+    async def other() -> list[object]:  # runs while boot() is suspended, in its own task
+        seen = []
+        for _ in range(5):
+            seen.append(fairpool.current_lane())
+            await asyncio.sleep(0.0005)
+        return seen
+
+    async def main() -> tuple[int, list[object], object]:
+        fairpool.aio.install(pool=pool)
+        result, others = await asyncio.gather(boot(41), other())
+        return result, others, fairpool.current_lane()
+
+    try:
+        assert inspect.iscoroutinefunction(boot), "the decorated coroutine function is no longer one"
+        assert (boot.__name__, boot.__doc__) == ("boot", "Boot it."), "functools.wraps metadata lost"
+        result, others, after = _run_async(main())
+        assert result == 42
+        assert others == [None] * 5, f"another task saw the lane: {others}"
+        assert after is None, "the lane leaked into the caller after the await"
+        assert lanes_seen.lanes == ["boot", "boot"], f"the pool saw the calls in lanes {lanes_seen.lanes}"
+    finally:
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_a_decorated_coroutine_driven_by_hand_never_lends_its_lane_to_its_caller() -> None:
+    inside: list[object] = []
+
+    @fairpool.lane("boot")
+    async def steps() -> str:
+        for _ in range(3):
+            inside.append(fairpool.current_lane())
+            await asyncio.sleep(0)  # a bare yield to whoever drives it
+        inside.append(fairpool.current_lane())
+        return "done"
+
+    coro = steps()
+    seen = []
+    try:
+        while True:
+            seen.append(fairpool.current_lane())
+            coro.send(None)
+    except StopIteration as stop:
+        assert stop.value == "done"
+    assert inside == [("boot", 1)] * 4, f"the coroutine lost its lane between its steps: {inside}"
+    assert seen == [None] * 4, f"the caller saw the coroutine's lane between its steps: {seen}"
+
+
+@pytest.mark.timeout(30)
+def test_a_decorated_generator_runs_in_its_lane_only_while_it_runs(
+    pool: fairpool.Pool, lanes_seen: _LanesSeen
+) -> None:
+    @fairpool.lane("audit")
+    def audit(n: int) -> Iterator[tuple[object, int]]:
+        """Audit them."""
+        with fairpool.lane("inner"):  # a lane of its own across a yield is kept
+            yield fairpool.current_lane(), pool.execute(int, "7")
+        for i in range(n):
+            received = yield fairpool.current_lane(), pool.execute(abs, -i)
+            assert received in (None, "sent"), received
+        return "finished"
+
+    assert inspect.isgeneratorfunction(audit), "the decorated generator function is no longer one"
+    assert (audit.__name__, audit.__doc__) == ("audit", "Audit them.")
+    gen = audit(3)
+    between = [fairpool.current_lane()]
+    items = [next(gen)]
+    between.append(fairpool.current_lane())
+    with fairpool.lane("caller"):  # resumed from another lane: the generator still sees its own
+        items.append(gen.send("sent"))
+        between.append(fairpool.current_lane())
+    items.append(next(gen))
+    between.append(fairpool.current_lane())
+    items.append(next(gen))
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "finished"
+    assert items == [(("inner", 1), 7), (("audit", 1), 0), (("audit", 1), 1), (("audit", 1), 2)], items
+    assert between == [None, None, ("caller", 1), None], f"the caller saw the generator's lane: {between}"
+    assert lanes_seen.lanes == ["inner", "audit", "audit", "audit"], lanes_seen.lanes
+
+
+@pytest.mark.timeout(30)
+def test_a_decorated_generator_is_closed_and_thrown_into_in_its_lane() -> None:
+    seen: list[object] = []
+
+    @fairpool.lane("audit")
+    def audit() -> Iterator[int]:
+        try:
+            yield 1
+        except KeyError:
+            seen.append(("caught", fairpool.current_lane()))
+            yield 2
+        finally:
+            seen.append(("finally", fairpool.current_lane()))
+
+    gen = audit()
+    assert next(gen) == 1
+    assert gen.throw(KeyError("k")) == 2
+    gen.close()
+    assert seen == [("caught", ("audit", 1)), ("finally", ("audit", 1))], seen
+    assert fairpool.current_lane() is None
+    # yield from a decorated generator: values, sends and the return value pass through.
+
+    def outer() -> Iterator[int]:
+        result = yield from audit()
+        assert result is None
+
+    assert list(outer()) == [1]
+
+
+@pytest.mark.timeout(30)
+def test_a_decorated_async_generator_runs_in_its_lane_only_while_it_runs(lanes_seen: _LanesSeen) -> None:
+    pool = fairpool.Pool(threads=1, name="agen")
+    closed: list[object] = []
+
+    @fairpool.lane("stream")
+    async def stream(n: int) -> AsyncIterator[tuple[object, int]]:
+        try:
+            for i in range(n):
+                value = await pool.run_sync(abs, -i)
+                yield fairpool.current_lane(), value
+        finally:
+            closed.append(fairpool.current_lane())
+
+    async def main() -> tuple[list[object], list[object]]:
+        items, between = [], []
+        agen = stream(5)
+        async for item in agen:
+            between.append(fairpool.current_lane())
+            items.append(item)
+            if len(items) == 3:
+                break
+        await agen.aclose()
+        return items, between
+
+    try:
+        assert inspect.isasyncgenfunction(stream)
+        items, between = _run_async(main())
+        assert items == [(("stream", 1), 0), (("stream", 1), 1), (("stream", 1), 2)], items
+        assert between == [None] * 3, f"the consumer saw the generator's lane: {between}"
+        assert closed == [("stream", 1)], f"the generator's finally ran in lane {closed}"
+        assert lanes_seen.lanes == ["stream"] * 3, lanes_seen.lanes
     finally:
         pool.shutdown(timeout=5)
