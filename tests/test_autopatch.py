@@ -451,3 +451,36 @@ def test_check_reports_bad_option_variables_from_the_environment() -> None:
     proc = fairpool_run("--check", "--", sys.executable, "-c", "pass", env=base_env(FAIRPOOL_HUB_WATCH="x"))
     assert proc.returncode == 1, proc.stdout
     assert "FAIRPOOL_HUB_WATCH must be a number of seconds from 0.01 to 3600, got 'x'" in proc.stdout
+
+
+def test_the_hook_imports_nothing_at_start_on_or_off(tmp_path: Path) -> None:
+    code = "import sys, json; print(json.dumps(sorted(sys.modules)))"
+
+    def modules(env: dict[str, str]) -> set[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        return set(json.loads(proc.stdout))
+
+    without = modules(base_env())
+    hooked = dict(base_env(), PYTHONPATH=os.pathsep.join([autopatch.bootstrap_path(), str(ROOT)]))
+    off = modules(hooked)
+    on = modules(dict(hooked, FAIRPOOL_AUTOPATCH="1"))
+    # importlib.machinery finds the sitecustomize to chain to; importlib.util loads it (only when there is one)
+    allowed = {"sitecustomize", "importlib.machinery", "importlib"}
+    assert off - without <= allowed, f"the hook, switched off, imported {sorted(off - without - allowed)}"
+    assert on - without <= allowed, f"the hook, switched on, imported {sorted(on - without - allowed)}"
+    assert not {m for m in on if m.split(".")[0] in ("eventlet", "fairpool", "greenlet", "typing")}
+
+
+def test_a_service_run_as_python_dash_m_is_patched(tmp_path: Path) -> None:
+    script(tmp_path, "svc_module.py", LATE_EVENTLET)
+    proc = fairpool_run("--", sys.executable, "-m", "svc_module", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["thread"].startswith("fairpool-default-"), proc.stdout

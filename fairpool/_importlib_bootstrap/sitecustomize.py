@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported at start: it costs more than the rest of this file
+if TYPE_CHECKING:
+    from typing import Any
 
 VARIABLE = "FAIRPOOL_AUTOPATCH"
 #: The values that switch the hook on; "quiet" does not say so on stderr.
@@ -121,7 +124,9 @@ def _install() -> None:
     if value not in ON:
         _say(f"{VARIABLE}={raw!r} is not one of {', '.join(v for v in ON + OFF if v)}; fairpool is off")
         return
-    if "eventlet" in sys.modules:  # already imported (by another sitecustomize, say): patch it now
+    if any(isinstance(finder, EventletFinder) for finder in sys.meta_path):
+        return
+    if "eventlet" in sys.modules:  # already imported (a .pth file, say): patch it now
         EventletFinder(value == "quiet").imported(sys.modules["eventlet"])
         return
     sys.meta_path.insert(0, EventletFinder(value == "quiet"))
@@ -129,14 +134,17 @@ def _install() -> None:
 
 def _chain() -> None:
     """Run the ``sitecustomize`` module that this one hides, as :mod:`site` would have."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    here = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+    rest = [p for p in sys.path if os.path.realpath(p or os.curdir) != here]
     from importlib.machinery import PathFinder
-    from importlib.util import module_from_spec
 
     spec = PathFinder.find_spec("sitecustomize", rest)
-    if spec is None or spec.loader is None:
+    if spec is None or spec.loader is None or spec.origin is None:
         return
+    if os.path.realpath(spec.origin) == os.path.realpath(__file__):
+        return  # this file again, under another name of its directory
+    from importlib.util import module_from_spec
+
     module = module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     try:
