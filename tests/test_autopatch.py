@@ -472,7 +472,7 @@ def test_the_hook_imports_nothing_at_start_on_or_off(tmp_path: Path) -> None:
     hooked = dict(base_env(), PYTHONPATH=os.pathsep.join([autopatch.bootstrap_path(), str(ROOT)]))
     off = modules(hooked)
     on = modules(dict(hooked, FAIRPOOL_AUTOPATCH="1"))
-    # importlib.machinery finds the sitecustomize to chain to; importlib.util loads it (only when there is one)
+    # importlib.machinery finds a sitecustomize to chain to (importlib.util loads one, if there is one)
     allowed = {"sitecustomize", "importlib.machinery", "importlib"}
     assert off - without <= allowed, f"the hook, switched off, imported {sorted(off - without - allowed)}"
     assert on - without <= allowed, f"the hook, switched on, imported {sorted(on - without - allowed)}"
