@@ -27,18 +27,24 @@ under systemd), and on the ``fairpool`` logger at INFO::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+# argparse and shlex are imported where the command needs them: this module is also
+# imported inside the service (by the hook, right after eventlet), which should get
+# nothing it would not otherwise have.
 
 __all__ = [
     "AUTOPATCH_VARIABLE",
@@ -291,6 +297,8 @@ def _shebang(path: str) -> list[str] | None:
         return None
     if not head.startswith(b"#!"):
         return None
+    import shlex
+
     lines = head.decode("utf-8", "replace").splitlines()
     words = shlex.split(lines[0][2:], posix=True) if lines[0][2:].strip() else []
     if words and os.path.basename(words[0]) in ("sh", "bash") and len(lines) > 1:
@@ -339,6 +347,8 @@ def check(command: Sequence[str], env: Mapping[str, str]) -> CheckResult:
         command: The command line, as given to ``fairpool run``.
         env: The environment it would run in.
     """
+    import shlex
+
     result = CheckResult(patched=False, lines=[f"command: {shlex.join(command)}"])
     say = result.lines.append
     interpreter, how = _resolve(command, env)
@@ -405,6 +415,8 @@ def check(command: Sequence[str], env: Mapping[str, str]) -> CheckResult:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="fairpool run",
         usage="fairpool run [OPTIONS] -- COMMAND [ARGS...]",

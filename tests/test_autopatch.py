@@ -484,3 +484,17 @@ def test_a_service_run_as_python_dash_m_is_patched(tmp_path: Path) -> None:
     proc = fairpool_run("--", sys.executable, "-m", "svc_module", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["thread"].startswith("fairpool-default-"), proc.stdout
+
+
+def test_the_patch_brings_in_no_module_that_fairpool_monkey_patch_does_not(tmp_path: Path) -> None:
+    # What eventlet.monkey_patch() later finds already imported is what it would find after a
+    # service's own `import eventlet; import fairpool; fairpool.monkey_patch()`, fairpool's modules aside.
+    listing = "import sys, json; print(json.dumps(sorted(m for m in sys.modules if 'fairpool' not in m)))"
+    by_hand = subprocess.run(
+        [sys.executable, "-c", f"import eventlet, fairpool; fairpool.monkey_patch(); {listing}"],
+        env=base_env(), capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+    )  # fmt: skip
+    hooked = fairpool_run("--", sys.executable, "-c", f"import eventlet; {listing}", cwd=tmp_path)
+    assert by_hand.returncode == 0 and hooked.returncode == 0, by_hand.stderr + hooked.stderr
+    extra = set(json.loads(hooked.stdout)) - set(json.loads(by_hand.stdout)) - {"sitecustomize"}
+    assert not extra, f"the hook imported more than fairpool.monkey_patch() does: {sorted(extra)}"
