@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -498,3 +499,22 @@ def test_the_patch_brings_in_no_module_that_fairpool_monkey_patch_does_not(tmp_p
     assert by_hand.returncode == 0 and hooked.returncode == 0, by_hand.stderr + hooked.stderr
     extra = set(json.loads(hooked.stdout)) - set(json.loads(by_hand.stdout)) - {"sitecustomize"}
     assert not extra, f"the hook imported more than fairpool.monkey_patch() does: {sorted(extra)}"
+
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(
+    not (DEBIAN_PYTHON.exists() and list(Path("/usr/lib").glob("python3.*/sitecustomize.py"))),
+    reason="no Debian python3 with its own /usr/lib/python3.x/sitecustomize.py here",
+)
+def test_debians_own_sitecustomize_is_chained() -> None:
+    probe = "import sitecustomize; print(sitecustomize.__file__)"
+    env = autopatch.environment(base_env())
+    proc = subprocess.run(
+        [str(DEBIAN_PYTHON), "-c", probe], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"/usr/lib/python3\.\d+/sitecustomize\.py\n", proc.stdout), proc.stdout
+    check = fairpool_run("--check", "--", str(DEBIAN_PYTHON), "-c", "pass")
+    assert "the sitecustomize it hides, run after it: /usr/lib/python3." in check.stdout, check.stdout
