@@ -112,9 +112,10 @@ def _on_eventlet_imported(*, quiet: bool = False) -> None:
 
 def _describe_in_process() -> str:
     from . import trace
+    from .pool import DEFAULT_THREADS
 
     tracer = trace.active()
-    size = os.environ.get(SIZE_VARIABLE, "").strip() or "20"
+    size = os.environ.get(SIZE_VARIABLE, "").strip() or str(DEFAULT_THREADS)
     return ", ".join(
         [
             f"threads={size}",
