@@ -184,12 +184,13 @@ if __name__ == "__main__":
         os._exit(0)
     os.waitpid(pid, 0)
     out["forked"] = json.loads(os.read(r, 1000))
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    p = ctx.Process(target=spawned, args=(queue,))
-    p.start()
-    out["spawned"] = list(queue.get(timeout=50))
-    p.join(50)
+    for method in ("spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+        queue = ctx.Queue()
+        p = ctx.Process(target=spawned, args=(queue,))
+        p.start()
+        out[method] = list(queue.get(timeout=50))
+        p.join(50)
     code = ("import eventlet, os, json; from eventlet import tpool; "
             "print(json.dumps([os.getpid(), getattr(tpool, '__fairpool_patched__', False)]))")
     child = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, timeout=50)
@@ -198,20 +199,21 @@ if __name__ == "__main__":
 """
 
 
-def test_forked_spawned_and_subprocess_children_are_patched(tmp_path: Path) -> None:
+def test_forked_spawned_forkserver_and_subprocess_children_are_patched(tmp_path: Path) -> None:
     program = script(tmp_path, "children.py", CHILDREN)
     proc = fairpool_run("--", sys.executable, str(program), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["parent"][1].startswith("fairpool-default-"), out
     assert out["forked"][1].startswith("fairpool-default-"), f"the forked child is not on fairpool: {out}"
-    assert out["spawned"][1:] == [True, out["spawned"][2]] and out["spawned"][2].startswith("fairpool-"), (
-        f"the multiprocessing spawn child is not patched: {out}"
-    )
+    for method in ("spawn", "forkserver"):
+        assert out[method][1] is True and out[method][2].startswith("fairpool-default-"), (
+            f"the multiprocessing {method} child is not patched: {out}"
+        )
     assert out["subprocess"][1] is True, f"the Python subprocess is not patched: {out}"
     # Each process that imported eventlet says so once; the forked child inherited its parent's patch.
     said = sorted(int(line.split()[7]) for line in proc.stderr.splitlines() if line.startswith(CONFIRMATION))
-    assert said == sorted([out["parent"][0], out["spawned"][0], out["subprocess"][0]]), proc.stderr
+    assert said == sorted(out[name][0] for name in ("parent", "spawn", "forkserver", "subprocess")), proc.stderr
 
 
 @pytest.mark.timeout(60)
