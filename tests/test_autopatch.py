@@ -213,7 +213,9 @@ def test_forked_spawned_forkserver_and_subprocess_children_are_patched(tmp_path:
     assert out["subprocess"][1] is True, f"the Python subprocess is not patched: {out}"
     # Each process that imported eventlet says so once; the forked child inherited its parent's patch.
     said = sorted(int(line.split()[7]) for line in proc.stderr.splitlines() if line.startswith(CONFIRMATION))
-    assert said == sorted(out[name][0] for name in ("parent", "spawn", "forkserver", "subprocess")), proc.stderr
+    assert said == sorted(out[name][0] for name in ("parent", "spawn", "forkserver", "subprocess")), (
+        proc.stderr
+    )
 
 
 @pytest.mark.timeout(60)
