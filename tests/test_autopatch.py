@@ -522,3 +522,24 @@ def test_debians_own_sitecustomize_is_chained() -> None:
     assert re.fullmatch(r"/usr/lib/python3\.\d+/sitecustomize\.py\n", proc.stdout), proc.stdout
     check = fairpool_run("--check", "--", str(DEBIAN_PYTHON), "-c", "pass")
     assert "the sitecustomize it hides, run after it: /usr/lib/python3." in check.stdout, check.stdout
+
+
+@pytest.mark.parametrize(
+    ("first_lines", "interpreter"),
+    [
+        ("#!/usr/bin/python3.11 -s\n", ["/usr/bin/python3.11", "-s"]),
+        ("#!/usr/bin/env python3\n", ["python3"]),
+        ("#!/usr/bin/env -S python3 -u\n", ["python3", "-u"]),
+        # pip's launcher when the interpreter's path is too long for a #! line
+        (
+            "#!/bin/sh\n'''exec' /very/long/venv/bin/python \"$0\" \"$@\"\n' '''\n",
+            ["/very/long/venv/bin/python"],
+        ),
+        ("#!/bin/bash\necho hi\n", ["/bin/bash"]),
+        ("print('no #! line')\n", None),
+    ],
+)
+def test_the_interpreter_of_a_script(tmp_path: Path, first_lines: str, interpreter: list[str] | None) -> None:
+    path = tmp_path / "tool"
+    path.write_text(first_lines)
+    assert autopatch._shebang(str(path)) == interpreter
