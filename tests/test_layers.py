@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     "report": 4,
     "demo": 4,
     "testing": 4,
+    "autopatch": 4,
     "aio": 4,
     "futurist_executor": 4,
     "__main__": 4,
