@@ -442,13 +442,13 @@ def _start_from_environment() -> OtelObserver | None:
         if not wanted <= set(_PARTS) or "" in wanted:
             _tracefile.warn(
                 f"fairpool: {ENV_VARIABLE}={raw!r} is not one of {', '.join(_ON + _OFF)} nor a "
-                f"comma-separated list of {' and '.join(_PARTS)}; OpenTelemetry spans and metrics are off"
+                f"comma-separated list of {' and '.join(_PARTS)}; OpenTelemetry spans are off (metrics too)"
             )
             return None
     try:
         return instrument(spans="spans" in wanted, metrics="metrics" in wanted)
     except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
-        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans and metrics are off")
+        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans are off (metrics too)")
         return None
 
 

@@ -25,7 +25,7 @@ dropped and counted (:attr:`MetricsRecorder.dropped`, one warning): collect
 
 Thread rules: ``_active`` and ``_instruments`` change under ``_lock``. The
 deques are appended by any thread and popped by any collector (each entry
-popped once: ``popleft`` is atomic). ``_lanes_seen`` is changed only by
+popped once: ``popleft`` is atomic). The lanes seen are changed only by
 collectors, under ``_read_lock``.
 """
 
@@ -215,6 +215,8 @@ class MetricsRecorder(PoolObserver):
         add = instruments.calls.add
         for (pool, lane, outcome), n in counts.items():
             add(n, attrs(pool, lane, outcome))
+        if counts:
+            instruments.saw_lanes(counts)
         events = self.lock_events
         for _ in range(len(events)):
             try:
@@ -257,6 +259,7 @@ class _Instruments:
         self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
         self._read_lock = allocate_lock()
         self._lanes_seen: weakref.WeakKeyDictionary[Core, set[str]] = weakref.WeakKeyDictionary()
+        self._lanes_called: dict[str, set[str]] = {}  # by pool name: lanes that had calls answered
         self.recorder: MetricsRecorder | None = None  # the one whose entries and pools these report
         histograms = {}
         for name, (kind, unit, description) in METRICS.items():
@@ -288,6 +291,14 @@ class _Instruments:
                 name, callbacks=[callback], unit=unit, description=description
             )
 
+    def saw_lanes(self, calls: Iterable[tuple[str, str, str]]) -> None:
+        """The pools' lanes that had calls: their gauges are reported from now on (0 when idle)."""
+        with self._read_lock:
+            for pool, lane, _ in calls:
+                lanes = self._lanes_called.setdefault(pool, set())
+                if len(lanes) < _ATTRIBUTE_CACHE:
+                    lanes.add(lane)
+
     def attributes(
         self, pool: str = "", lane: str | None = None, outcome: str | None = None, *, lock: str | None = None
     ) -> dict[str, str]:
@@ -317,7 +328,7 @@ class _Instruments:
             name, size, threads, queued, held, busy = _pool_state(core)
             with self._read_lock:
                 seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
-                seen.update(queued, held, busy)
+                seen.update(queued, held, busy, self._lanes_called.get(name, ()))
                 lanes = set(seen)
             yield name, size, threads, queued, held, busy, lanes
 
