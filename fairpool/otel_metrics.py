@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks, _lifecycle, hubwatch, locks
+from ._faultlog import report_fault
 from ._hooks import CallInfo, PoolObserver
-from ._native import allocate_lock, os
+from ._native import GREEN_INTERRUPTIONS, allocate_lock, os, threads_patched
 from .lanes import DEFAULT_LANE
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ __all__ = [
 
 #: Most per-call entries (calls, lock waits and holds, stalls) kept for the next collection.
 MAX_PENDING = 1 << 17
+#: Under eventlet, how often (seconds) a green thread records what is pending, between collections.
+DRAIN_INTERVAL = 1.0
+#: Entries recorded before that green thread lets the hub run (about 10 us each).
+DRAIN_CHUNK = 64
 #: Histogram bucket boundaries (seconds), from 100 us to a minute: a pool's waits are short.
 DURATION_BUCKETS = (
     0.0001,
@@ -145,6 +150,7 @@ class MetricsRecorder(PoolObserver):
         self.stalls: deque[float] = deque()
         self.dropped = 0  #: entries dropped because :data:`MAX_PENDING` were waiting for a collection
         self._dropped_lock = allocate_lock()  # only on the overflow path
+        self._drain_pid = 0  # the process whose green drain runs (start_green_drain)
 
     # -- the hot path: one append -------------------------------------------------------
     def call_answered(self, call: CallInfo, outcome: str) -> None:
@@ -192,38 +198,51 @@ class MetricsRecorder(PoolObserver):
         self.lock_events = deque()
         self.stalls = deque()
 
-    # -- at collection: the SDK's recording -----------------------------------------------
-    def drain(self) -> None:
-        """Record what is pending into the counter and histograms (a collector's thread)."""
+    # -- at collection (and, under eventlet, in a green thread between): the SDK's recording ---
+    def drain(self, pause: Callable[[], object] | None = None) -> None:
+        """Record what is pending into the counter and histograms.
+
+        Without ``pause``: all of it, at once (a collector's callback: nothing may
+        yield there). With it: :data:`DRAIN_CHUNK` entries at a time, each chunk
+        recorded whole (its counts added) before ``pause()`` lets others run.
+        """
         instruments = self.instruments
         attrs = instruments.attributes
-        counts: dict[tuple[str, str, str], int] = {}
-        calls = self.calls
         wait_record = instruments.queue_wait.record
         run_record = instruments.run.record
-        for _ in range(len(calls)):
-            try:
-                pool, lane, outcome, queued, started, finished = calls.popleft()
-            except IndexError:  # another collector took the rest
-                break
-            key = (pool, lane, outcome)
-            counts[key] = counts.get(key, 0) + 1
-            if started:
-                wait_record(max(0.0, started - queued), attrs(pool, lane))
-                if finished:
-                    run_record(max(0.0, finished - started), attrs(pool, lane, outcome))
         add = instruments.calls.add
-        for (pool, lane, outcome), n in counts.items():
-            add(n, attrs(pool, lane, outcome))
-        if counts:
-            instruments.saw_lanes(counts)
+        calls = self.calls
+        left = len(calls)
+        while left > 0:
+            counts: dict[tuple[str, str, str], int] = {}
+            for _ in range(min(left, DRAIN_CHUNK) if pause is not None else left):
+                left -= 1
+                try:
+                    pool, lane, outcome, queued, started, finished = calls.popleft()
+                except IndexError:  # another drain took the rest
+                    left = 0
+                    break
+                key = (pool, lane, outcome)
+                counts[key] = counts.get(key, 0) + 1
+                if started:
+                    wait_record(max(0.0, started - queued), attrs(pool, lane))
+                    if finished:
+                        run_record(max(0.0, finished - started), attrs(pool, lane, outcome))
+            for (pool, lane, outcome), n in counts.items():
+                add(n, attrs(pool, lane, outcome))
+            if counts:
+                instruments.saw_lanes(counts)
+            if pause is not None and left > 0:
+                pause()
         events = self.lock_events
-        for _ in range(len(events)):
+        for i in range(len(events)):
             try:
                 hold, name, seconds = events.popleft()
             except IndexError:
                 break
             (instruments.lock_hold if hold else instruments.lock_wait).record(seconds, attrs(lock=name))
+            if pause is not None and i % DRAIN_CHUNK == DRAIN_CHUNK - 1:
+                pause()
         stalls = self.stalls
         for _ in range(len(stalls)):
             try:
@@ -231,6 +250,37 @@ class MetricsRecorder(PoolObserver):
             except IndexError:
                 break
             instruments.hub_stall.record(seconds)
+
+    def start_green_drain(self) -> None:
+        """Under ``eventlet.monkey_patch()``: drain every :data:`DRAIN_INTERVAL` in a green thread.
+
+        The collectors are green threads there, on the hub: a collection that
+        recorded a minute of calls at once would stall the hub for as long (the
+        SDK takes microseconds a value). This green thread keeps what is pending
+        short, recording a chunk at a time and letting the hub run between; it
+        ends when the recorder stops. Started by a collection's callback (so in
+        the hub's thread), once per process.
+        """
+        if self._drain_pid == os.getpid() or not threads_patched():
+            return
+        self._drain_pid = os.getpid()
+        import eventlet
+
+        eventlet.spawn(self._drain_green, eventlet.sleep)
+
+    def _drain_green(self, sleep: Callable[[float], object]) -> None:
+        pid = os.getpid()
+        try:
+            while _active is self and self._drain_pid == pid:
+                sleep(DRAIN_INTERVAL)
+                self.drain(pause=lambda: sleep(0))
+        except BaseException as exc:
+            if isinstance(exc, GREEN_INTERRUPTIONS):
+                raise  # the hub ending (killed at exit)
+            report_fault("fairpool: the metrics' green drain failed; collections still record", exc)
+        finally:
+            if self._drain_pid == pid:
+                self._drain_pid = 0
 
 
 def _pool_state(core: Core) -> tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int]]:
@@ -339,6 +389,7 @@ class _Instruments:
         if recorder is None:
             return []
         recorder.drain()  # the first callback of a collection: every answered call is in it
+        recorder.start_green_drain()
         if recorder is not _active:
             return []  # stopped: its last entries were recorded just now
         totals: dict[tuple[str, str], int] = {}

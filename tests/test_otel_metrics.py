@@ -521,3 +521,48 @@ def test_a_prometheus_scrape_over_http_shows_the_pool_and_its_lanes() -> None:
     assert _sample(text, "fairpool_pool_thread_limit", **pool) == 2
     assert _sample(text, "fairpool_pool_queue_length", **default) == 1
     assert _sample(text, "fairpool_pool_queue_length", **pool, fairpool_lane="audit") == 0
+
+
+_GREEN_DRAIN = """
+    import eventlet
+    eventlet.monkey_patch()
+    import time
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import fairpool
+    from fairpool import otel, otel_metrics
+
+    otel_metrics.DRAIN_INTERVAL = 0.05
+    reader = InMemoryMetricReader()
+    otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
+    reader.get_metrics_data()  # a collection, in the hub's thread: it starts the green drain
+    pool = fairpool.Pool(threads=2, name="green")
+
+    def caller():
+        for _ in range(100):
+            pool.execute(int, "1")
+
+    for gt in [eventlet.spawn(caller) for _ in range(20)]:
+        gt.wait()
+    recorder = otel.metrics_active()
+    deadline = time.monotonic() + 20
+    while recorder.calls and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+    print("pending", len(recorder.calls))
+    data = reader.get_metrics_data()
+    print("counted", sum(
+        int(p.value)
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        if m.name == "fairpool.pool.calls" for p in m.data.data_points
+        if p.attributes["fairpool.pool.name"] == "green"
+    ))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_under_monkey_patching_a_green_thread_records_between_collections() -> None:
+    # Collectors are green threads there: a collection that recorded every call since the last
+    # would hold the hub for as long. The green drain records them as they come, a chunk at a time.
+    out = run_script(_GREEN_DRAIN, timeout=80)
+    assert "pending 0" in out, f"calls still waiting for a collection: {out}"
+    assert "counted 2000" in out, out
