@@ -566,3 +566,41 @@ def test_under_monkey_patching_a_green_thread_records_between_collections() -> N
     out = run_script(_GREEN_DRAIN, timeout=80)
     assert "pending 0" in out, f"calls still waiting for a collection: {out}"
     assert "counted 2000" in out, out
+
+
+_FORK = """
+    import os
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import fairpool
+    from fairpool import otel
+
+    reader = InMemoryMetricReader()
+    otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
+    pool = fairpool.Pool(threads=1, name="forked")
+    for _ in range(3):
+        pool.execute(int, "1")  # answered, not yet collected: pending at the fork
+
+    def counted():
+        data = reader.get_metrics_data()
+        return sum(
+            int(p.value)
+            for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == "fairpool.pool.calls" for p in m.data.data_points
+        )
+
+    pid = os.fork()
+    if pid == 0:
+        pool.execute(int, "2")
+        print("child", counted(), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print("parent", counted(), flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_does_not_record_its_parents_calls() -> None:
+    out = run_script(_FORK)
+    assert "child 1" in out, f"the child counted calls of its parent: {out}"
+    assert "parent 3" in out, out
