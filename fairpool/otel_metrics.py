@@ -197,6 +197,7 @@ class MetricsRecorder(PoolObserver):
         self.calls = deque()
         self.lock_events = deque()
         self.stalls = deque()
+        self._dropped_lock = allocate_lock()  # the parent's may have been held by another thread
 
     # -- at collection (and, under eventlet, in a green thread between): the SDK's recording ---
     def drain(self, pause: Callable[[], object] | None = None) -> None:
