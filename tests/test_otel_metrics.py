@@ -604,3 +604,42 @@ def test_a_forked_child_does_not_record_its_parents_calls() -> None:
     out = run_script(_FORK)
     assert "child 1" in out, f"the child counted calls of its parent: {out}"
     assert "parent 3" in out, out
+
+
+def test_the_docs_table_lists_every_instrument_with_its_kind_and_unit() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "tracing.md").read_text(encoding="utf-8")
+    kinds = {"updown": "observable up-down counter", "counter": "counter", "histogram": "histogram"}
+    rows = {
+        m.group(1): (m.group(2), m.group(3))
+        for m in re.finditer(r"^\| `(fairpool\.[a-z_.]+)` \| ([a-z -]+) \| `([^`]+)` \|", doc, re.M)
+    }
+    expected = {name: (kinds[kind], unit) for name, (kind, unit, _) in otel_metrics.METRICS.items()}
+    assert rows == expected, f"docs/tracing.md's table and fairpool.otel_metrics.METRICS differ: {rows}"
+
+
+_LATE_PROVIDER = """
+    import fairpool
+    from fairpool import otel
+
+    otel.instrument(spans=False, metrics=True)  # before the service sets its provider
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    pool = fairpool.Pool(threads=1, name="late")
+    pool.execute(int, "1")
+    data = reader.get_metrics_data()
+    names = sorted({m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics})
+    print(" ".join(names))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_metrics_go_to_a_global_provider_set_after_instrumenting() -> None:
+    out = run_script(_LATE_PROVIDER)
+    for name in ("fairpool.pool.calls", "fairpool.pool.thread.count", "fairpool.pool.call.run.duration"):
+        assert name in out.split(), f"{name} not collected from a provider set later: {out}"
