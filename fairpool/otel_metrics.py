@@ -259,13 +259,18 @@ class MetricsRecorder(PoolObserver):
         recorded a minute of calls at once would stall the hub for as long (the
         SDK takes microseconds a value). This green thread keeps what is pending
         short, recording a chunk at a time and letting the hub run between; it
-        ends when the recorder stops. Started by a collection's callback (so in
-        the hub's thread), once per process.
+        ends when the recorder stops. Started by a collection's callback made in
+        a thread with a hub (a green thread, or the hub's own thread), once per process.
         """
         if self._drain_pid == os.getpid() or not threads_patched():
             return
-        self._drain_pid = os.getpid()
         import eventlet
+        import greenlet
+        from eventlet import hubs
+
+        if greenlet.getcurrent().parent is None and getattr(hubs._threadlocal, "hub", None) is None:
+            return  # a native thread without a hub (a collector of its own): nothing would run it
+        self._drain_pid = os.getpid()
 
         eventlet.spawn(self._drain_green, eventlet.sleep)
 

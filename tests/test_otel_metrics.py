@@ -535,7 +535,10 @@ _GREEN_DRAIN = """
     otel_metrics.DRAIN_INTERVAL = 0.05
     reader = InMemoryMetricReader()
     otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
-    reader.get_metrics_data()  # a collection, in the hub's thread: it starts the green drain
+    import threading
+    collector = threading.Thread(target=reader.get_metrics_data)  # green, as an exporter's thread is
+    collector.start()  # its collection starts the green drain
+    collector.join()
     pool = fairpool.Pool(threads=2, name="green")
 
     def caller():
