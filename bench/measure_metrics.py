@@ -1,6 +1,7 @@
 """What OpenTelemetry metrics (fairpool.otel_metrics) cost a pool call. Prints JSON.
 
     python -m bench.measure_metrics metrics_overhead [--full]
+    python -m bench.measure_metrics collection_stall [--full]
 
 Metrics off (no observer) against on (the SDK's MeterProvider with an
 InMemoryMetricReader), in one process, rounds interleaved, medians: the round
@@ -16,6 +17,7 @@ beside the ratios.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -117,7 +119,92 @@ def metrics_overhead() -> dict[str, Any]:
     }
 
 
-MEASUREMENTS = {"metrics_overhead": metrics_overhead}
+_STALL_SCRIPT = """
+import eventlet
+eventlet.monkey_patch()
+import json, sys, threading, time
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import fairpool
+from fairpool import otel
+
+green_drain, per_caller = sys.argv[1] == "1", int(sys.argv[2])
+reader = InMemoryMetricReader()
+otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
+if green_drain:
+    collector = threading.Thread(target=reader.get_metrics_data)  # green: it starts the green drain
+    collector.start()
+    collector.join()
+pool = fairpool.Pool(threads=4, name="stall")
+gaps = []
+done = [False]
+
+def ticker():
+    last = time.monotonic()
+    while not done[0]:
+        eventlet.sleep(0.001)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+
+def caller():
+    for _ in range(per_caller):
+        pool.execute(int, "1")
+
+tick = eventlet.spawn(ticker)
+for gt in [eventlet.spawn(caller) for _ in range(200)]:
+    gt.wait()
+eventlet.sleep(1.5)  # the green drain's turn (every second)
+calls_gaps = max(gaps)
+gaps.clear()
+t = time.monotonic()
+collector = threading.Thread(target=reader.get_metrics_data)  # as an exporter's thread: green
+collector.start()
+collector.join()
+collection = time.monotonic() - t
+eventlet.sleep(0.005)
+done[0] = True
+tick.wait()
+print(json.dumps({"collection_s": collection, "longest_gap_s": max(gaps), "longest_gap_calls_s": calls_gaps}))
+"""
+
+
+def collection_stall() -> dict[str, Any]:
+    """Under eventlet.monkey_patch(): how long a collection holds the hub after 200 green callers'
+    calls, with the green drain (started by an earlier collection) and without (the first collection).
+
+    Each run is a fresh process (monkey-patched before anything is imported); a 1 ms ticker green
+    thread measures the hub's longest gap during the collection.
+    """
+    import subprocess
+
+    rounds, per_caller = pick(1, 5), pick(25, 100)
+    runs: dict[str, list[dict[str, float]]] = {"first_collection": [], "green_drain": []}
+    for _ in range(rounds):
+        for name, flag in (("first_collection", "0"), ("green_drain", "1")):
+            out = subprocess.run(
+                [sys.executable, "-c", _STALL_SCRIPT, flag, str(per_caller)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            ).stdout
+            runs[name].append(json.loads(out))
+    return {
+        "calls": 200 * per_caller,
+        "rounds": rounds,
+        "collection_ms": {k: median([r["collection_s"] for r in v]) * 1e3 for k, v in runs.items()},
+        "longest_hub_gap_during_collection_ms": {
+            k: median([r["longest_gap_s"] for r in v]) * 1e3 for k, v in runs.items()
+        },
+        "longest_hub_gap_during_calls_ms": {
+            k: median([r["longest_gap_calls_s"] for r in v]) * 1e3 for k, v in runs.items()
+        },
+        "load_average": os.getloadavg()[0],
+    }
+
+
+MEASUREMENTS = {"metrics_overhead": metrics_overhead, "collection_stall": collection_stall}
 
 
 def main(argv: list[str] | None = None) -> int:
