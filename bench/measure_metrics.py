@@ -120,9 +120,7 @@ def metrics_overhead() -> dict[str, Any]:
 
 
 _STALL_SCRIPT = """
-import eventlet
-eventlet.monkey_patch()
-import json, sys, threading, time
+import json, sys, time
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import fairpool
@@ -130,11 +128,14 @@ from fairpool import otel
 
 green_drain, per_caller = sys.argv[1] == "1", int(sys.argv[2])
 reader = InMemoryMetricReader()
-otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
-if green_drain:
-    collector = threading.Thread(target=reader.get_metrics_data)  # green: it starts the green drain
-    collector.start()
-    collector.join()
+provider = MeterProvider(metric_readers=[reader])
+if not green_drain:  # before monkey-patching (as FAIRPOOL_OTEL at import): the first collection drains
+    otel.instrument(spans=False, metrics=True, meter_provider=provider)
+import eventlet
+eventlet.monkey_patch()
+import threading
+if green_drain:  # after it, in the main thread: the green drain starts at once
+    otel.instrument(spans=False, metrics=True, meter_provider=provider)
 pool = fairpool.Pool(threads=4, name="stall")
 gaps = []
 done = [False]
@@ -171,7 +172,8 @@ print(json.dumps({"collection_s": collection, "longest_gap_s": max(gaps), "longe
 
 def collection_stall() -> dict[str, Any]:
     """Under eventlet.monkey_patch(): how long a collection holds the hub after 200 green callers'
-    calls, with the green drain (started by an earlier collection) and without (the first collection).
+    calls, with the green drain (instrumented after patching) and without (instrumented before
+    patching, the first collection: it records every call then).
 
     Each run is a fresh process (monkey-patched before anything is imported); a 1 ms ticker green
     thread measures the hub's longest gap during the collection.

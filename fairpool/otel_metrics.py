@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from . import _hooks, _lifecycle, hubwatch, locks
 from ._faultlog import report_fault
 from ._hooks import CallInfo, PoolObserver
-from ._native import GREEN_INTERRUPTIONS, allocate_lock, os, threads_patched
+from ._native import GREEN_INTERRUPTIONS, allocate_lock, get_ident, os, threading, threads_patched
 from .lanes import DEFAULT_LANE
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ MAX_PENDING = 1 << 17
 DRAIN_INTERVAL = 1.0
 #: Entries recorded before that green thread lets the hub run (about 10 us each).
 DRAIN_CHUNK = 64
+#: Where that green thread runs, the most entries each observable callback of a collection records.
+COLLECTION_BUDGET = 256
 #: Histogram bucket boundaries (seconds), from 100 us to a minute: a pool's waits are short.
 DURATION_BUCKETS = (
     0.0001,
@@ -200,12 +202,13 @@ class MetricsRecorder(PoolObserver):
         self._dropped_lock = allocate_lock()  # the parent's may have been held by another thread
 
     # -- at collection (and, under eventlet, in a green thread between): the SDK's recording ---
-    def drain(self, pause: Callable[[], object] | None = None) -> None:
+    def drain(self, pause: Callable[[], object] | None = None, limit: int | None = None) -> None:
         """Record what is pending into the counter and histograms.
 
-        Without ``pause``: all of it, at once (a collector's callback: nothing may
-        yield there). With it: :data:`DRAIN_CHUNK` entries at a time, each chunk
-        recorded whole (its counts added) before ``pause()`` lets others run.
+        Without ``pause``: all of it (or ``limit`` calls and ``limit`` lock
+        events), at once (a collector's callback: nothing may yield there).
+        With it: :data:`DRAIN_CHUNK` entries at a time, each chunk recorded
+        whole (its counts added) before ``pause()`` lets others run.
         """
         instruments = self.instruments
         attrs = instruments.attributes
@@ -213,7 +216,7 @@ class MetricsRecorder(PoolObserver):
         run_record = instruments.run.record
         add = instruments.calls.add
         calls = self.calls
-        left = len(calls)
+        left = len(calls) if limit is None else min(len(calls), limit)
         while left > 0:
             counts: dict[tuple[str, str, str], int] = {}
             for _ in range(min(left, DRAIN_CHUNK) if pause is not None else left):
@@ -236,7 +239,7 @@ class MetricsRecorder(PoolObserver):
             if pause is not None and left > 0:
                 pause()
         events = self.lock_events
-        for i in range(len(events)):
+        for i in range(len(events) if limit is None else min(len(events), limit)):
             try:
                 hold, name, seconds = events.popleft()
             except IndexError:
@@ -252,6 +255,15 @@ class MetricsRecorder(PoolObserver):
                 break
             instruments.hub_stall.record(seconds)
 
+    def collection_drain(self) -> None:
+        """In each observable callback of a collection: record what is pending, so that the
+        collection has every call answered before it; but where the green drain runs (the
+        collector is a green thread on the hub), at most :data:`COLLECTION_BUDGET` entries,
+        and the green drain the rest, a chunk at a time: the collection then lags by at most
+        about :data:`DRAIN_INTERVAL`, and never holds the hub for a backlog."""
+        self.start_green_drain()
+        self.drain(limit=COLLECTION_BUDGET if self._drain_pid == os.getpid() else None)
+
     def start_green_drain(self) -> None:
         """Under ``eventlet.monkey_patch()``: drain every :data:`DRAIN_INTERVAL` in a green thread.
 
@@ -259,8 +271,9 @@ class MetricsRecorder(PoolObserver):
         recorded a minute of calls at once would stall the hub for as long (the
         SDK takes microseconds a value). This green thread keeps what is pending
         short, recording a chunk at a time and letting the hub run between; it
-        ends when the recorder stops. Started by a collection's callback made in
-        a thread with a hub (a green thread, or the hub's own thread), once per process.
+        ends when the recorder stops. Started when the recorder starts, or else by
+        a collection's callback, in a thread with a hub (a green thread, the hub's
+        own thread, the main thread), once per process.
         """
         if self._drain_pid == os.getpid() or not threads_patched():
             return
@@ -268,7 +281,12 @@ class MetricsRecorder(PoolObserver):
         import greenlet
         from eventlet import hubs
 
-        if greenlet.getcurrent().parent is None and getattr(hubs._threadlocal, "hub", None) is None:
+        in_main = threading.main_thread().ident == get_ident()  # a patched service's hub runs there
+        if (
+            not in_main
+            and greenlet.getcurrent().parent is None
+            and getattr(hubs._threadlocal, "hub", None) is None
+        ):
             return  # a native thread without a hub (a collector of its own): nothing would run it
         self._drain_pid = os.getpid()
 
@@ -394,8 +412,7 @@ class _Instruments:
         recorder = self.recorder
         if recorder is None:
             return []
-        recorder.drain()  # the first callback of a collection: every answered call is in it
-        recorder.start_green_drain()
+        recorder.collection_drain()
         if recorder is not _active:
             return []  # stopped: its last entries were recorded just now
         totals: dict[tuple[str, str], int] = {}
@@ -412,7 +429,7 @@ class _Instruments:
         recorder = self.recorder
         if recorder is None:
             return []
-        recorder.drain()
+        recorder.collection_drain()
         if recorder is not _active:
             return []
         totals: dict[str, int] = {}
@@ -485,6 +502,7 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
         _hooks.add_observer(recorder)
         locks.add_listener(recorder)
         hubwatch.add_stall_listener(recorder.hub_stalled)
+    recorder.start_green_drain()  # under eventlet, from a thread with a hub; else the first collection's
     return recorder
 
 

@@ -524,21 +524,27 @@ def test_a_prometheus_scrape_over_http_shows_the_pool_and_its_lanes() -> None:
 
 
 _GREEN_DRAIN = """
-    import eventlet
-    eventlet.monkey_patch()
-    import time
+    import sys, time
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     import fairpool
     from fairpool import otel, otel_metrics
 
+    HOW = sys.argv[1]
     otel_metrics.DRAIN_INTERVAL = 0.05
     reader = InMemoryMetricReader()
-    otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
-    import threading
-    collector = threading.Thread(target=reader.get_metrics_data)  # green, as an exporter's thread is
-    collector.start()  # its collection starts the green drain
-    collector.join()
+    provider = MeterProvider(metric_readers=[reader])
+    if HOW == "collect first":  # instrumented before eventlet.monkey_patch(), as FAIRPOOL_OTEL does
+        otel.instrument(spans=False, metrics=True, meter_provider=provider)
+    import eventlet
+    eventlet.monkey_patch()
+    if HOW == "instrumented":  # after it, in the main thread, where the hub runs
+        otel.instrument(spans=False, metrics=True, meter_provider=provider)
+    else:  # a collection, from a green thread as an exporter's, starts the green drain
+        import threading
+        collector = threading.Thread(target=reader.get_metrics_data)
+        collector.start()
+        collector.join()
     pool = fairpool.Pool(threads=2, name="green")
 
     def caller():
@@ -563,10 +569,12 @@ _GREEN_DRAIN = """
 
 
 @pytest.mark.timeout(90)
-def test_under_monkey_patching_a_green_thread_records_between_collections() -> None:
+@pytest.mark.parametrize("how", ["instrumented", "collect first"])
+def test_under_monkey_patching_a_green_thread_records_between_collections(how: str) -> None:
     # Collectors are green threads there: a collection that recorded every call since the last
     # would hold the hub for as long. The green drain records them as they come, a chunk at a time.
-    out = run_script(_GREEN_DRAIN, timeout=80)
+    out = run_script(_GREEN_DRAIN.replace("sys.argv[1]", repr(how)), timeout=80)
+    assert "fairpool:" not in out, out
     assert "pending 0" in out, f"calls still waiting for a collection: {out}"
     assert "counted 2000" in out, out
 
@@ -646,3 +654,49 @@ def test_metrics_go_to_a_global_provider_set_after_instrumenting() -> None:
     out = run_script(_LATE_PROVIDER)
     for name in ("fairpool.pool.calls", "fairpool.pool.thread.count", "fairpool.pool.call.run.duration"):
         assert name in out.split(), f"{name} not collected from a provider set later: {out}"
+
+
+_BUDGET = """
+    import eventlet
+    eventlet.monkey_patch()
+    import threading
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import fairpool
+    from fairpool import otel, otel_metrics
+
+    otel_metrics.DRAIN_INTERVAL = 60  # the green drain runs, but not before the end of this test
+    reader = InMemoryMetricReader()
+    otel.instrument(spans=False, metrics=True, meter_provider=MeterProvider(metric_readers=[reader]))
+    pool = fairpool.Pool(threads=2, name="budget")
+
+    def caller():
+        for _ in range(100):
+            pool.execute(int, "1")
+
+    for gt in [eventlet.spawn(caller) for _ in range(20)]:
+        gt.wait()
+    counted = []
+
+    def collect():
+        data = reader.get_metrics_data()
+        counted.append(sum(
+            int(p.value)
+            for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == "fairpool.pool.calls" for p in m.data.data_points
+        ))
+
+    collector = threading.Thread(target=collect)  # green, as an exporter's
+    collector.start()
+    collector.join()
+    print("counted", counted[0], "pending", len(otel.metrics_active().calls))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_under_monkey_patching_a_collection_records_a_bounded_share_of_a_backlog() -> None:
+    # The green drain records the rest a chunk at a time: the collection never holds the hub for
+    # a backlog (5 observable callbacks, each records at most COLLECTION_BUDGET calls).
+    out = run_script(_BUDGET, timeout=80)
+    budget = 5 * otel_metrics.COLLECTION_BUDGET
+    assert f"counted {budget} pending {2000 - budget}" in out, out
