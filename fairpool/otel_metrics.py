@@ -15,18 +15,23 @@ Two kinds of instruments, and neither costs a pool call a lock or an SDK call:
   histograms), lock waits and holds, and hub stalls come from the observer
   events, and the event only appends one tuple to a deque (atomic: no lock).
   The SDK's recording (several microseconds per value) is done when a reader
-  collects: the first callback of the collection drains the deques into the
-  counter and histograms (the counter once per attribute set), in the
-  collector's thread. So a collection carries every call answered before it.
+  collects: the collection's callbacks drain the deques into the counter and
+  histograms (the counter once per attribute set), in the collector's thread,
+  so a collection carries every call answered before it. Under
+  ``eventlet.monkey_patch()`` the collectors are green threads on the hub: a
+  green thread drains every :data:`DRAIN_INTERVAL`, a chunk at a time, and a
+  collection records at most :data:`COLLECTION_BUDGET` entries per callback,
+  leaving it the rest (see :meth:`MetricsRecorder.collection_drain`).
 
-At most :data:`MAX_PENDING` entries wait for a collection; past that they are
+At most :data:`MAX_PENDING` entries wait to be recorded; past that they are
 dropped and counted (:attr:`MetricsRecorder.dropped`, one warning): collect
 (export, scrape) at least that often.
 
 Thread rules: ``_active`` and ``_instruments`` change under ``_lock``. The
 deques are appended by any thread and popped by any collector (each entry
-popped once: ``popleft`` is atomic). The lanes seen are changed only by
-collectors, under ``_read_lock``.
+popped once: ``popleft`` is atomic); a drain never yields between popping an
+entry and recording it. The lanes seen are changed only by collectors, under
+``_read_lock``.
 """
 
 from __future__ import annotations
