@@ -5,7 +5,10 @@ Switch it on with ``fairpool.otel.instrument()`` (after setting up your
 (instrumented when fairpool is imported; spans go to whatever provider the
 application sets later). It needs ``opentelemetry-api`` only
 (``pip install 'fairpool[otel]'``); the SDK and the exporter are the
-application's choice.
+application's choice. Metrics (every pool's and lane's queue, threads, calls
+by outcome, waits; locks; hub stalls) are :mod:`fairpool.otel_metrics`'s:
+``instrument(metrics=True)``, or ``FAIRPOOL_OTEL=metrics`` (``spans,metrics``
+for both).
 
 What is recorded (docs/tracing.md, "Across services"):
 
@@ -48,13 +51,14 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks, _tracefile, hubwatch, locks
+from . import _hooks, _tracefile, hubwatch, locks, otel_metrics
 from ._faultlog import report_fault
 from ._hooks import CallInfo, PoolObserver
 from ._native import Event, allocate_lock, get_ident, monotonic, os, start_thread, thread_name, time
 from .errors import FairpoolError
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
@@ -66,12 +70,14 @@ __all__ = [
     "active",
     "batch_span_processor",
     "instrument",
+    "metrics_active",
     "uninstrument",
 ]
 
 ENV_VARIABLE = "FAIRPOOL_OTEL"
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
+_PARTS = ("spans", "metrics")  # FAIRPOOL_OTEL=spans,metrics: what to switch on
 #: Default: a lock hold is recorded when it lasts at least this long (seconds).
 HOLD_THRESHOLD = 0.01
 #: Default: a contended lock wait is recorded when it lasts at least this long (seconds).
@@ -317,6 +323,11 @@ def active() -> OtelObserver | None:
     return _active
 
 
+def metrics_active() -> otel_metrics.MetricsRecorder | None:
+    """The recorder taking metrics now, or None."""
+    return otel_metrics.active()
+
+
 def _check_threshold(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
@@ -337,10 +348,14 @@ def instrument(
     *,
     wait_threshold: float = WAIT_THRESHOLD,
     hold_threshold: float = HOLD_THRESHOLD,
-) -> OtelObserver:
-    """Make OpenTelemetry spans for every pool call, and events for lock waits and hub stalls.
+    spans: bool = True,
+    metrics: bool = False,
+    meter_provider: MeterProvider | None = None,
+) -> OtelObserver | None:
+    """Make OpenTelemetry spans for every pool call, and events for lock waits and hub stalls;
+    with ``metrics``, record the pools', locks' and hub's metrics too (docs/tracing.md, "Metrics").
 
-    Replaces an earlier instrumentation (the one ``FAIRPOOL_OTEL`` made, say).
+    Replaces an earlier instrumentation (the one ``FAIRPOOL_OTEL`` made, say), spans and metrics.
 
     Args:
         tracer_provider: Where the spans go; the global provider by default
@@ -349,33 +364,50 @@ def instrument(
             when it lasts at least this many seconds (default: every one).
         hold_threshold: A hold of an instrumented lock is recorded when it
             lasts at least this many seconds (default 0.01).
+        spans: Make the spans (default). False: metrics only.
+        metrics: Record the metrics (:mod:`fairpool.otel_metrics`).
+        meter_provider: Where the metrics go; the global provider by default
+            (``opentelemetry.metrics.set_meter_provider``), also when it is set later.
+
+    Returns:
+        The span observer, or None when ``spans`` is False.
 
     Raises:
         OpenTelemetryNotInstalled: ``opentelemetry-api`` is not installed.
-        ValueError: A threshold is not a finite number of seconds >= 0.
+        ValueError: A threshold is not a finite number of seconds >= 0, or
+            ``spans``/``metrics`` is not a bool.
     """
     global _active
     wait = _check_threshold("wait_threshold", wait_threshold)
     hold = _check_threshold("hold_threshold", hold_threshold)
+    for name, value in (("spans", spans), ("metrics", metrics)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
     try:
         from opentelemetry import trace as otel_trace
     except ImportError:
         raise OpenTelemetryNotInstalled(
             "fairpool.otel needs opentelemetry-api: pip install 'fairpool[otel]'"
         ) from None
-    tracer = otel_trace.get_tracer("fairpool", _version(), tracer_provider=tracer_provider)
-    observer = OtelObserver(tracer, wait, hold)
+    observer = None
+    if spans:
+        tracer = otel_trace.get_tracer("fairpool", _version(), tracer_provider=tracer_provider)
+        observer = OtelObserver(tracer, wait, hold)
     with _lock:
         _uninstrument_locked()
-        _active = observer
-        _hooks.add_observer(observer)
-        locks.add_listener(observer)
-        hubwatch.add_stall_listener(observer.hub_stalled)
+        if metrics:
+            otel_metrics.start(meter_provider, _version())
+        if observer is not None:
+            _active = observer
+            _hooks.add_observer(observer)
+            locks.add_listener(observer)
+            hubwatch.add_stall_listener(observer.hub_stalled)
     return observer
 
 
 def _uninstrument_locked() -> None:
     global _active
+    otel_metrics.stop()
     observer, _active = _active, None
     if observer is not None:
         _hooks.remove_observer(observer)
@@ -385,29 +417,38 @@ def _uninstrument_locked() -> None:
 
 
 def uninstrument() -> None:
-    """Stop making spans; the spans of calls in flight end now. Does nothing if it is off."""
+    """Stop making spans and recording metrics; the spans of calls in flight end now, the metrics
+    recorded so far go out with the next collection. Does nothing if it is off."""
     with _lock:
         _uninstrument_locked()
 
 
 def _start_from_environment() -> OtelObserver | None:
-    """``FAIRPOOL_OTEL``: instrument; a bad value, or no opentelemetry-api: one warning, it stays off."""
+    """``FAIRPOOL_OTEL``: instrument; a bad value, or no opentelemetry-api: one warning, it stays off.
+
+    ``1`` (``true``, ``yes``, ``on``): spans, as always; else a comma-separated
+    list of ``spans`` and ``metrics`` (``metrics``, ``spans,metrics``).
+    """
     raw = os.environ.get(ENV_VARIABLE)
     if raw is None or not raw.strip():
         return None
     value = raw.strip().lower()
     if value in _OFF:
         return None
-    if value not in _ON:
-        _tracefile.warn(
-            f"fairpool: {ENV_VARIABLE}={raw!r} is not one of {', '.join(_ON + _OFF)}; "
-            "OpenTelemetry spans are off"
-        )
-        return None
+    if value in _ON:
+        wanted = {"spans"}
+    else:
+        wanted = {part.strip() for part in value.split(",")}
+        if not wanted <= set(_PARTS) or "" in wanted:
+            _tracefile.warn(
+                f"fairpool: {ENV_VARIABLE}={raw!r} is not one of {', '.join(_ON + _OFF)} nor a "
+                f"comma-separated list of {' and '.join(_PARTS)}; OpenTelemetry spans are off (metrics too)"
+            )
+            return None
     try:
-        return instrument()
+        return instrument(spans="spans" in wanted, metrics="metrics" in wanted)
     except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
-        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans are off")
+        _tracefile.warn(f"fairpool: {ENV_VARIABLE}={raw!r}: {exc}; OpenTelemetry spans are off (metrics too)")
         return None
 
 

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "_tracefile": 3,
     "_argrepr": 3,
     "otel": 3,
+    "otel_metrics": 3,
     # 4 facades
     "pool": 4,
     "_default": 4,

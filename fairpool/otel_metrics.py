@@ -1,0 +1,526 @@
+"""OpenTelemetry metrics for every pool and lane, lock and hub: fairpool in the dashboards operators have.
+
+Switched on by ``fairpool.otel.instrument(metrics=True)`` or
+``FAIRPOOL_OTEL=metrics`` (``spans,metrics`` for both); see docs/tracing.md,
+"Metrics", for the instruments and how to scrape them with Prometheus. Needs
+``opentelemetry-api`` only; the application picks the SDK, the reader and the
+exporter (the global ``MeterProvider`` by default, also when it is set later).
+
+Two kinds of instruments, and neither costs a pool call a lock or an SDK call:
+
+* the pools' state (queue length, held calls, busy, alive and most threads) is
+  read from each live pool (``_lifecycle._cores``) under its lock by the
+  observable instruments' callbacks, when a reader collects: nothing per call;
+* per-call facts (the outcome counter, the queue-wait and run-time
+  histograms), lock waits and holds, and hub stalls come from the observer
+  events, and the event only appends one tuple to a deque (atomic: no lock).
+  The SDK's recording (several microseconds per value) is done when a reader
+  collects: the collection's callbacks drain the deques into the counter and
+  histograms (the counter once per attribute set), in the collector's thread,
+  so a collection carries every call answered before it. Under
+  ``eventlet.monkey_patch()`` the collectors are green threads on the hub: a
+  green thread drains every :data:`DRAIN_INTERVAL`, a chunk at a time, and a
+  collection records at most :data:`COLLECTION_BUDGET` entries per callback,
+  leaving it the rest (see :meth:`MetricsRecorder.collection_drain`).
+
+At most :data:`MAX_PENDING` entries wait to be recorded; past that they are
+dropped and counted (:attr:`MetricsRecorder.dropped`, one warning): collect
+(export, scrape) at least that often.
+
+Thread rules: ``_active`` and ``_instruments`` change under ``_lock``. The
+deques are appended by any thread and popped by any collector (each entry
+popped once: ``popleft`` is atomic); a drain never yields between popping an
+entry and recording it. The lanes seen are changed only by collectors, under
+``_read_lock``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks, _lifecycle, hubwatch, locks
+from ._faultlog import report_fault
+from ._hooks import CallInfo, PoolObserver
+from ._native import allocate_lock, get_ident, green_interruptions, os, stdlib_threading, threads_patched
+from .lanes import DEFAULT_LANE
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+    from ._core import Core
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "MAX_PENDING",
+    "METRICS",
+    "MetricsRecorder",
+    "active",
+    "start",
+    "stop",
+]
+
+#: Most per-call entries (calls, lock waits and holds, stalls) kept for the next collection.
+MAX_PENDING = 1 << 17
+#: Under eventlet, how often (seconds) a green thread records what is pending, between collections.
+DRAIN_INTERVAL = 1.0
+#: Entries recorded before that green thread lets the hub run (about 10 us each).
+DRAIN_CHUNK = 64
+#: Where that green thread runs, the most entries each observable callback of a collection records.
+COLLECTION_BUDGET = 256
+#: Histogram bucket boundaries (seconds), from 100 us to a minute: a pool's waits are short.
+DURATION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+#: Most attribute sets remembered (pools x lanes x outcomes): more are made afresh each time.
+_ATTRIBUTE_CACHE = 4096
+
+POOL = "fairpool.pool.name"
+LANE = "fairpool.lane"
+OUTCOME = "fairpool.call.outcome"
+LOCK = "fairpool.lock.name"
+
+#: name: (kind, unit, description). Kinds: "updown" (observable up-down counter), "counter", "histogram".
+METRICS: dict[str, tuple[str, str, str]] = {
+    "fairpool.pool.queue.length": (
+        "updown",
+        "{call}",
+        "Calls waiting in the pool's queue for a worker, by lane.",
+    ),
+    "fairpool.pool.queue.held": (
+        "updown",
+        "{call}",
+        "Calls held back, waiting for room in a full queue (max_queue, on_full='wait'), by lane.",
+    ),
+    "fairpool.pool.thread.usage": (
+        "updown",
+        "{thread}",
+        "Worker threads running a call now (busy), by the lane of the call.",
+    ),
+    "fairpool.pool.thread.count": ("updown", "{thread}", "Worker threads alive."),
+    "fairpool.pool.thread.limit": ("updown", "{thread}", "The most worker threads the pool runs (its size)."),
+    "fairpool.pool.calls": (
+        "counter",
+        "{call}",
+        "Calls answered, by outcome: returned, raised, cancelled, abandoned, rejected, closed.",
+    ),
+    "fairpool.pool.call.queue_wait.duration": (
+        "histogram",
+        "s",
+        "From handing a call to the pool until a worker started it (calls that started).",
+    ),
+    "fairpool.pool.call.run.duration": (
+        "histogram",
+        "s",
+        "How long a call ran in its worker (calls that returned or raised).",
+    ),
+    "fairpool.hub.stall.duration": (
+        "histogram",
+        "s",
+        "Hub stalls found by fairpool.watch_hub: how long the hub was blocked.",
+    ),
+    "fairpool.lock.wait.duration": (
+        "histogram",
+        "s",
+        "Contended waits for an instrumented lock (fairpool.instrument_lock).",
+    ),
+    "fairpool.lock.hold.duration": ("histogram", "s", "Holds of an instrumented lock."),
+}
+
+
+class MetricsRecorder(PoolObserver):
+    """Takes the events into its deques; made and registered by :func:`start`."""
+
+    def __init__(self, instruments: _Instruments) -> None:
+        self.instruments = instruments
+        self.calls: deque[tuple[str, str, str, float, float, float]] = deque()
+        self.lock_events: deque[tuple[bool, str, float]] = deque()  # (a hold?, lock, seconds)
+        self.stalls: deque[float] = deque()
+        self.dropped = 0  #: entries dropped because :data:`MAX_PENDING` were waiting for a collection
+        self._dropped_lock = allocate_lock()  # only on the overflow path
+        self._drain_pid = 0  # the process whose green drain runs (start_green_drain)
+
+    # -- the hot path: one append -------------------------------------------------------
+    def call_answered(self, call: CallInfo, outcome: str) -> None:
+        calls = self.calls
+        if len(calls) < MAX_PENDING:
+            calls.append((call.pool, call.lane, outcome, call.t_queued, call.t_started, call.t_finished))
+        else:
+            self._drop()
+
+    def lock_waited(self, name: str, start: float, end: float) -> None:
+        events = self.lock_events
+        if len(events) < MAX_PENDING:
+            events.append((False, name, (end - start) / 1e6))
+        else:
+            self._drop()
+
+    def lock_held(self, name: str, start: float, end: float) -> None:
+        events = self.lock_events
+        if len(events) < MAX_PENDING:
+            events.append((True, name, (end - start) / 1e6))
+        else:
+            self._drop()
+
+    def hub_stalled(self, watch: hubwatch.HubWatch, stall: hubwatch.HubStall) -> None:
+        if len(self.stalls) < MAX_PENDING:
+            self.stalls.append(stall.duration)
+        else:
+            self._drop()
+
+    def _drop(self) -> None:
+        with self._dropped_lock:
+            self.dropped += 1
+            first = self.dropped == 1
+        if first:
+            from . import _tracefile
+
+            _tracefile.warn(
+                f"fairpool: {MAX_PENDING} metric entries are waiting for a collection; further ones "
+                "are dropped (counted in fairpool.otel_metrics.active().dropped): export or scrape more often"
+            )
+
+    def forget_the_parents_entries(self) -> None:
+        """In a forked child: what is pending is the parent's to record."""
+        self.calls = deque()
+        self.lock_events = deque()
+        self.stalls = deque()
+        self._dropped_lock = allocate_lock()  # the parent's may have been held by another thread
+
+    # -- at collection (and, under eventlet, in a green thread between): the SDK's recording ---
+    def drain(self, pause: Callable[[], object] | None = None, limit: int | None = None) -> None:
+        """Record what is pending into the counter and histograms.
+
+        Without ``pause``: all of it (or ``limit`` calls and ``limit`` lock
+        events), at once (a collector's callback: nothing may yield there).
+        With it: :data:`DRAIN_CHUNK` entries at a time, each chunk recorded
+        whole (its counts added) before ``pause()`` lets others run.
+        """
+        instruments = self.instruments
+        attrs = instruments.attributes
+        wait_record = instruments.queue_wait.record
+        run_record = instruments.run.record
+        add = instruments.calls.add
+        calls = self.calls
+        left = len(calls) if limit is None else min(len(calls), limit)
+        while left > 0:
+            counts: dict[tuple[str, str, str], int] = {}
+            for _ in range(min(left, DRAIN_CHUNK) if pause is not None else left):
+                left -= 1
+                try:
+                    pool, lane, outcome, queued, started, finished = calls.popleft()
+                except IndexError:  # another drain took the rest
+                    left = 0
+                    break
+                key = (pool, lane, outcome)
+                counts[key] = counts.get(key, 0) + 1
+                if started:
+                    wait_record(max(0.0, started - queued), attrs(pool, lane))
+                    if finished:
+                        run_record(max(0.0, finished - started), attrs(pool, lane, outcome))
+            for (pool, lane, outcome), n in counts.items():
+                add(n, attrs(pool, lane, outcome))
+            if counts:
+                instruments.saw_lanes(counts)
+            if pause is not None and left > 0:
+                pause()
+        events = self.lock_events
+        for i in range(len(events) if limit is None else min(len(events), limit)):
+            try:
+                hold, name, seconds = events.popleft()
+            except IndexError:
+                break
+            (instruments.lock_hold if hold else instruments.lock_wait).record(seconds, attrs(lock=name))
+            if pause is not None and i % DRAIN_CHUNK == DRAIN_CHUNK - 1:
+                pause()
+        stalls = self.stalls
+        for _ in range(len(stalls)):
+            try:
+                seconds = stalls.popleft()
+            except IndexError:
+                break
+            instruments.hub_stall.record(seconds)
+
+    def collection_drain(self) -> None:
+        """In each observable callback of a collection: record what is pending, so that the
+        collection has every call answered before it; but where the green drain runs (the
+        collector is a green thread on the hub), at most :data:`COLLECTION_BUDGET` entries,
+        and the green drain the rest, a chunk at a time: the collection then lags by at most
+        about :data:`DRAIN_INTERVAL`, and never holds the hub for a backlog."""
+        self.start_green_drain()
+        self.drain(limit=COLLECTION_BUDGET if self._drain_pid == os.getpid() else None)
+
+    def start_green_drain(self) -> None:
+        """Under ``eventlet.monkey_patch()``: drain every :data:`DRAIN_INTERVAL` in a green thread.
+
+        The collectors are green threads there, on the hub: a collection that
+        recorded a minute of calls at once would stall the hub for as long (the
+        SDK takes microseconds a value). This green thread keeps what is pending
+        short, recording a chunk at a time and letting the hub run between; it
+        ends when the recorder stops. Started when the recorder starts, or else by
+        a collection's callback, in a thread with a hub (a green thread, the hub's
+        own thread, the main thread), once per process.
+        """
+        if self._drain_pid == os.getpid() or not threads_patched():
+            return
+        import eventlet
+        import greenlet
+        from eventlet import hubs
+
+        in_main = stdlib_threading.main_thread().ident == get_ident()  # a patched service's hub runs there
+        if (
+            not in_main
+            and greenlet.getcurrent().parent is None
+            and getattr(hubs._threadlocal, "hub", None) is None
+        ):
+            return  # a native thread without a hub (a collector of its own): nothing would run it
+        self._drain_pid = os.getpid()
+
+        eventlet.spawn(self._drain_green, eventlet.sleep)
+
+    def _drain_green(self, sleep: Callable[[float], object]) -> None:
+        pid = os.getpid()
+        try:
+            while _active is self and self._drain_pid == pid:
+                sleep(DRAIN_INTERVAL)
+                self.drain(pause=lambda: sleep(0))
+        except BaseException as exc:
+            if isinstance(exc, green_interruptions()):
+                raise  # the hub ending (killed at exit)
+            report_fault("fairpool: the metrics' green drain failed; collections still record", exc)
+        finally:
+            if self._drain_pid == pid:
+                self._drain_pid = 0
+
+
+def _pool_state(core: Core) -> tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int]]:
+    """(name, size, threads, queued by lane, held by lane, busy by lane), under the pool's lock."""
+    with core.locked():
+        admission = core.admission
+        busy: dict[str, int] = {}
+        for worker in core.workers.all.values():
+            job = worker.job
+            if job is not None:
+                busy[job.lane] = busy.get(job.lane, 0) + 1
+        return (
+            core.name,
+            core.workers.size,
+            len(core.workers.all),
+            admission.queue.counts(),
+            admission.held.counts(),
+            busy,
+        )
+
+
+class _Instruments:
+    """One meter's instruments, made once per meter provider (the SDK keeps the first of a name)."""
+
+    def __init__(self, meter: Any) -> None:
+        self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
+        self._read_lock = allocate_lock()
+        self._lanes_seen: weakref.WeakKeyDictionary[Core, set[str]] = weakref.WeakKeyDictionary()
+        self._lanes_called: dict[str, set[str]] = {}  # by pool name: lanes that had calls answered
+        self.recorder: MetricsRecorder | None = None  # the one whose entries and pools these report
+        histograms = {}
+        for name, (kind, unit, description) in METRICS.items():
+            if kind == "histogram":
+                histograms[name] = meter.create_histogram(
+                    name,
+                    unit=unit,
+                    description=description,
+                    explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+                )
+        self.queue_wait = histograms["fairpool.pool.call.queue_wait.duration"]
+        self.run = histograms["fairpool.pool.call.run.duration"]
+        self.hub_stall = histograms["fairpool.hub.stall.duration"]
+        self.lock_wait = histograms["fairpool.lock.wait.duration"]
+        self.lock_hold = histograms["fairpool.lock.hold.duration"]
+        self.calls = meter.create_counter(
+            "fairpool.pool.calls", unit="{call}", description=METRICS["fairpool.pool.calls"][2]
+        )
+        callbacks = {
+            "fairpool.pool.queue.length": self._queue_length,
+            "fairpool.pool.queue.held": self._queue_held,
+            "fairpool.pool.thread.usage": self._thread_usage,
+            "fairpool.pool.thread.count": self._thread_count,
+            "fairpool.pool.thread.limit": self._thread_limit,
+        }
+        for name, callback in callbacks.items():
+            _, unit, description = METRICS[name]
+            meter.create_observable_up_down_counter(
+                name, callbacks=[callback], unit=unit, description=description
+            )
+
+    def saw_lanes(self, calls: Iterable[tuple[str, str, str]]) -> None:
+        """The pools' lanes that had calls: their gauges are reported from now on (0 when idle)."""
+        with self._read_lock:
+            for pool, lane, _ in calls:
+                lanes = self._lanes_called.setdefault(pool, set())
+                if len(lanes) < _ATTRIBUTE_CACHE:
+                    lanes.add(lane)
+
+    def attributes(
+        self, pool: str = "", lane: str | None = None, outcome: str | None = None, *, lock: str | None = None
+    ) -> dict[str, str]:
+        """The attribute set, made once (up to :data:`_ATTRIBUTE_CACHE` of them)."""
+        key = (pool, lane or "", outcome or "", lock or "")
+        found = self._attributes.get(key)
+        if found is not None:
+            return found
+        if lock is not None:
+            made = {LOCK: lock}
+        else:
+            made = {POOL: pool}
+            if lane is not None:
+                made[LANE] = lane
+            if outcome is not None:
+                made[OUTCOME] = outcome
+        if len(self._attributes) < _ATTRIBUTE_CACHE:
+            self._attributes[key] = made
+        return made
+
+    # -- the observable instruments' callbacks (a collector's thread) -----------------------
+    def _states(
+        self,
+    ) -> Iterator[tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int], set[str]]]:
+        """Each live pool's state, with its default lane and every lane it has shown (0 when none now)."""
+        for core in list(_lifecycle._cores):
+            name, size, threads, queued, held, busy = _pool_state(core)
+            with self._read_lock:
+                seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
+                seen.update(queued, held, busy, self._lanes_called.get(name, ()))
+                lanes = set(seen)
+            yield name, size, threads, queued, held, busy, lanes
+
+    def _by_lane(self, which: int) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        recorder = self.recorder
+        if recorder is None:
+            return []
+        recorder.collection_drain()
+        if recorder is not _active:
+            return []  # stopped: its last entries were recorded just now
+        totals: dict[tuple[str, str], int] = {}
+        for state in self._states():
+            counts: dict[str, int] = state[which]  # type: ignore[assignment]
+            for lane in state[6]:
+                key = (state[0], lane)
+                totals[key] = totals.get(key, 0) + counts.get(lane, 0)
+        return [Observation(n, self.attributes(pool, lane)) for (pool, lane), n in totals.items()]
+
+    def _per_pool(self, which: int) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        recorder = self.recorder
+        if recorder is None:
+            return []
+        recorder.collection_drain()
+        if recorder is not _active:
+            return []
+        totals: dict[str, int] = {}
+        for state in self._states():
+            n: int = state[which]  # type: ignore[assignment]
+            totals[state[0]] = totals.get(state[0], 0) + n
+        return [Observation(n, self.attributes(pool)) for pool, n in totals.items()]
+
+    def _queue_length(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_lane(3)
+
+    def _queue_held(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_lane(4)
+
+    def _thread_usage(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_lane(5)
+
+    def _thread_count(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pool(2)
+
+    def _thread_limit(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._per_pool(1)
+
+
+# -- switching it on and off -------------------------------------------------------------
+
+_active: MetricsRecorder | None = None
+_instruments: dict[Any, _Instruments] = {}  # by meter provider (None: the global one)
+_lock = allocate_lock()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = allocate_lock()
+    recorder = _active
+    if recorder is not None:
+        recorder.forget_the_parents_entries()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def active() -> MetricsRecorder | None:
+    """The recorder taking metrics now, or None."""
+    return _active
+
+
+def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder:
+    """Record metrics into ``meter_provider``'s meter (the global provider's if None).
+
+    Replaces a recorder already on; the instruments are made once per provider.
+    """
+    from opentelemetry import metrics as otel_metrics
+
+    global _active
+    with _lock:
+        _stop_locked()
+        instruments = _instruments.get(meter_provider)
+        if instruments is None:
+            meter = otel_metrics.get_meter("fairpool", version, meter_provider=meter_provider)
+            instruments = _instruments[meter_provider] = _Instruments(meter)
+        recorder = MetricsRecorder(instruments)
+        previous = instruments.recorder
+        instruments.recorder = recorder
+        if previous is not None:  # stopped, not yet collected: its entries go with the new one's
+            recorder.calls.extend(previous.calls)
+            recorder.lock_events.extend(previous.lock_events)
+            recorder.stalls.extend(previous.stalls)
+        _active = recorder
+        _hooks.add_observer(recorder)
+        locks.add_listener(recorder)
+        hubwatch.add_stall_listener(recorder.hub_stalled)
+    recorder.start_green_drain()  # under eventlet, from a thread with a hub; else the first collection's
+    return recorder
+
+
+def _stop_locked() -> None:
+    global _active
+    recorder, _active = _active, None
+    if recorder is not None:
+        _hooks.remove_observer(recorder)
+        locks.remove_listener(recorder)
+        hubwatch.remove_stall_listener(recorder.hub_stalled)
+
+
+def stop() -> None:
+    """Stop recording; what was recorded is reported at the next collection. Does nothing if off."""
+    with _lock:
+        _stop_locked()
