@@ -22,6 +22,7 @@ import eventlet
 import pytest
 
 import fairpool
+import fairpool.testing
 from fairpool import _hooks, _workers
 from fairpool._hooks import CallInfo, PoolObserver
 
@@ -243,6 +244,90 @@ def test_shutdown_timeout_answers_a_helped_call_still_running(pool1: fairpool.Po
     pool1.shutdown(timeout=0.05)
     assert inner.done(), "a shutdown's timeout must answer the helped call it found running"
     assert isinstance(inner.exception(0), fairpool.PoolClosed), f"got {inner.exception(0)!r}"
+
+
+def test_a_helped_call_s_otel_span_is_a_child_of_the_waiting_call_s(pool1: fairpool.Pool) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fairpool import otel
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel.instrument(provider)
+    try:
+
+        def helped() -> int:
+            return 1
+
+        def waiting() -> int:
+            return pool1.submit(helped).result()
+
+        assert _answer(pool1.submit(waiting), "an instrumented helped call") == 1
+        deadline = time.monotonic() + ANSWER
+        while len(exporter.get_finished_spans()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        otel.uninstrument()
+        provider.shutdown()
+    by_name = {}
+    for span in exporter.get_finished_spans():
+        assert span.name not in by_name, f"a span ended twice: {exporter.get_finished_spans()}"
+        by_name[span.name.rsplit(".", 1)[-1]] = span
+    outer, inner = by_name["waiting"], by_name["helped"]
+    assert inner.parent is not None and outer.context is not None, f"{by_name}"
+    assert inner.parent.span_id == outer.context.span_id, (
+        "the helped call's span must be the waiting call's child"
+    )
+    assert inner.attributes["fairpool.worker"] == outer.attributes["fairpool.worker"] == "fairpool-helping1-0"
+    assert inner.attributes["fairpool.outcome"] == "returned", f"{inner.attributes}"
+
+
+@pytest.mark.parametrize("stage", ["before run", "after run"])
+def test_a_fault_in_the_helping_path_answers_the_helped_call(pool1: fairpool.Pool, stage: str) -> None:
+    """A fault in fairpool while a worker runs a call helping answers that call, as in the loop.
+
+    Before the run its caller gets FairpoolError; after it, the real outcome. The waiting call goes on.
+    """
+
+    def outer() -> Any:
+        with fairpool.lane("helped"):
+            future = pool1.submit(int, "3")
+        try:
+            return future.result()
+        except fairpool.FairpoolError as exc:
+            return exc
+
+    with fairpool.testing.fault_in_worker_loop(stage, when=lambda job: job.lane == "helped"):
+        outcome = _answer(pool1.submit(outer), f"a fault {stage} in a helped call")
+    if stage == "before run":
+        assert isinstance(outcome, fairpool.FairpoolError), f"expected FairpoolError, got {outcome!r}"
+    else:
+        assert outcome == 3, f"the helped call ran: its caller must get its value, got {outcome!r}"
+    stats = pool1.statistics()
+    assert stats.worker_faults == 1 and stats.busy == 0, f"{stats}"
+    assert pool1.submit(int, "5").result(timeout=ANSWER) == 5, "the pool must serve on"
+
+
+def test_a_call_held_by_max_queue_is_helped_too() -> None:
+    """With max_queue, calls submitted past the bound are held; a worker waiting on one runs it."""
+    pool = fairpool.Pool(1, name="helpheld", max_queue=1, exit_timeout=0)
+
+    def outer() -> list[int]:
+        futures = [pool.submit(int, str(i)) for i in range(4)]  # one queued, three held
+        return [f.result() for f in reversed(futures)]  # held ones first
+
+    try:
+        assert _answer(pool.submit(outer), "waits on held calls inside Pool(1)'s call") == [3, 2, 1, 0]
+        stats = pool.statistics()
+        assert (stats.completed, stats.queued, stats.waiting_admission, stats.busy) == (5, 0, 0, 0), (
+            f"{stats}"
+        )
+    finally:
+        pool.shutdown(wait=False)
 
 
 # -- races: each runs RACES times -------------------------------------------------------------------
