@@ -330,6 +330,53 @@ def test_a_call_held_by_max_queue_is_helped_too() -> None:
         pool.shutdown(wait=False)
 
 
+@pytest.mark.timeout(60)
+def test_the_exit_answers_and_names_a_helped_call_still_running() -> None:
+    """At the exit's deadline a helped call is one of the running calls it answers and names."""
+    code = """
+        import threading, time, warnings
+        import fairpool
+
+        warnings.simplefilter("always")
+        pool = fairpool.Pool(1, name="exiting", exit_timeout=0.3)
+        box = []
+        started = threading.Event()
+
+        def stuck_helped():
+            started.set()
+            time.sleep(5)
+
+        def waiting():
+            box.append(pool.submit(stuck_helped))
+            box[0].exception()
+
+        outer = pool.submit(waiting)
+        assert started.wait(10)
+
+        def report():
+            print("helped:", type(box[0].exception(0)).__name__, "outer:", type(outer.exception(0)).__name__)
+
+        import atexit
+        atexit.register(report)  # after fairpool's exit routine: threading's pre-join hook ran it first
+    """
+    out, err = _run_for_stderr(code)
+    assert "stuck_helped in pool 'exiting'" in err, f"the exit's warning must name the helped call:\n{err}"
+    assert "waiting in pool 'exiting'" in err, f"and the call that waits on it:\n{err}"
+    assert "helped: PoolClosed outer: PoolClosed" in out, f"both callers must be answered:\n{out}\n{err}"
+
+
+def _run_for_stderr(code: str) -> tuple[str, str]:
+    import subprocess
+    import sys
+    import textwrap
+
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, f"script failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+    return proc.stdout, proc.stderr
+
+
 # -- races: each runs RACES times -------------------------------------------------------------------
 
 
