@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _hooks
 from ._faultlog import report_fault
-from ._job import CANCELLED, DONE, Job, move, run_call
+from ._job import CANCELLED, DONE, NEW, QUEUED, Job, move, run_call
 from ._native import allocate_lock, monotonic, os, worker_local
 from ._native import start_thread as _start_native_thread
 from .errors import FairpoolError
@@ -305,9 +305,16 @@ def help_with(job: Job) -> bool:
     worker: Worker | None = _worker_local.worker
     if core is None or worker is None or len(worker.helped) >= MAX_HELP_DEPTH:
         return False
+    if job.state > QUEUED:  # read unlocked: running or answered already, so no need of the lock
+        return False
     with core.locked() as out:
-        if not core.help_locked(job, worker, out):
-            return False
+        left = job.state == NEW  # a hub's thread left it for the lock's holder: this release takes it in
+        taken = core.help_locked(job, worker, out)
+    if not taken and left and job.state == QUEUED:
+        with core.locked() as out:
+            taken = core.help_locked(job, worker, out)
+    if not taken:
+        return False
     ok, result = False, None
     try:
         if job.waiter.needs_start and not job.waiter.start():  # the future was cancelled just now
