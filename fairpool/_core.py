@@ -277,6 +277,33 @@ class Core:
             self.busy += 1
             return job
 
+    def help_locked(self, job: Job, worker: Worker, out: list[Job]) -> bool:
+        """``worker``, whose call waits on ``job``'s future, takes ``job`` to run it itself, if queued here.
+
+        The helping move: QUEUED -> RUNNING, as a worker's ``next_locked`` makes it,
+        but out of the middle of the queue (withdrawn in O(1), as a cancel does).
+        False, and nothing changes, if the job is not QUEUED in this pool (another
+        pool's, running or answered already) or its caller's cancel is on its way.
+        ``busy`` is not counted up: the worker is busy already (``finish_helped_locked``).
+        """
+        admission = self.admission
+        if job.state != QUEUED or job.cancel_requested:
+            return False
+        if job not in admission.queue and job not in admission.held:
+            return False  # queued in another pool
+        admission.withdraw(job)
+        job.held = False
+        self.admit_held_locked(out)  # room it left in a bounded queue
+        job.state = RUNNING  # QUEUED -> RUNNING: checked above
+        worker.helped.append(job)
+        return True
+
+    def finish_helped_locked(self, job: Job, worker: Worker, ok: bool, result: Any, out: list[Job]) -> None:
+        """Account for ``job``, which ``worker`` ran helping (``help_locked``), as ``finish_locked`` does."""
+        worker.helped.remove(job)
+        self.busy += 1  # finish_locked counts a worker freed: this one goes on with its own call
+        self.finish_locked(job, ok, result, out)
+
     def finish_locked(self, job: Job, ok: bool, result: Any, out: list[Job]) -> None:
         """Account for ``job``, which a worker ran; answer it unless it was answered or left already.
 

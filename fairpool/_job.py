@@ -49,7 +49,7 @@ TRANSITIONS: dict[tuple[int, int], str] = {
     (NEW, QUEUED): "the pool, taking in a submitted call (admission)",
     (NEW, CANCELLED): "the pool, taking in a call whose caller already gave up",
     (NEW, CLOSED): "the pool: closed, queue full (on_full='raise'), or no worker could start",
-    (QUEUED, RUNNING): "a worker",
+    (QUEUED, RUNNING): "a worker, or a worker whose call waits on it (helping: Core.help_locked)",
     (QUEUED, CANCELLED): "the caller (timeout, kill, future.cancel()), or a worker finding it cancelled",
     (QUEUED, CLOSED): "shutdown's timeout, exit's deadline, fork, or no worker could start",
     (RUNNING, CANCELLED): "the worker, whose waiter says it was cancelled just before it started",

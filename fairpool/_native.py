@@ -136,6 +136,7 @@ def green_interruptions() -> tuple[type[BaseException], ...]:
 
 class _WorkerLocal(local):
     core: Any = None  # the pool core whose worker this native thread is (set by fairpool._workers)
+    worker: Any = None  # and its record there (a fairpool._workers.Worker)
 
 
 #: Per native thread: which pool's worker it is, if any.

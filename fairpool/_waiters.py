@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, current_greenlet, green_channel
 from ._job import Job
-from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched
+from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched, worker_local
+from ._workers import help_with
 from .errors import CancelledByShutdown
 
 __all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture", "settle_inline"]
@@ -283,10 +284,19 @@ class PoolFuture(Future[T]):
         return super().exception(timeout)
 
     def _wait(self, timeout: float | None) -> None:
-        """Wait until settled or ``timeout``: green on a hub, else on the native lock."""
+        """Wait until settled or ``timeout``: green on a hub, else on the native lock.
+
+        A worker of the future's pool that waits without a timeout on a call still
+        queued runs that call itself (``fairpool._workers.help_with``): waiting for
+        a free worker could wait for itself.
+        """
         if self._fairpool_deferred is not None and self._deferred_here():
             self.settle_deferred()  # it waits for this very context to settle it: now
             return
+        if timeout is None and worker_local.core is not None:
+            job = self._fairpool_job  # None once answered or cancelled
+            if job is not None and help_with(job) and self._state not in _WAITING:
+                return
         if self._wait_green(timeout):
             return
         done = self._fairpool_done

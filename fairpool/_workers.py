@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _hooks
 from ._faultlog import report_fault
-from ._job import CANCELLED, DONE, Job, move, run_call
+from ._job import CANCELLED, DONE, NEW, QUEUED, Job, move, run_call
 from ._native import allocate_lock, monotonic, os, worker_local
 from ._native import start_thread as _start_native_thread
 from .errors import FairpoolError
@@ -38,6 +38,7 @@ __all__ = [
     "Worker",
     "WorkerSet",
     "current_core",
+    "help_with",
     "not_started",
     "start_thread",
     "work",
@@ -67,13 +68,13 @@ def current_core() -> Core | None:
 
 
 def forget_worker_after_fork() -> None:
-    _worker_local.core = None
+    _worker_local.core = _worker_local.worker = None
 
 
 class Worker:
     """One worker thread's record. Fields change under the pool's lock."""
 
-    __slots__ = ("coming", "index", "job", "name", "thread", "wake")
+    __slots__ = ("coming", "helped", "index", "job", "name", "thread", "wake")
 
     def __init__(self, index: int, name: str) -> None:
         self.index = index
@@ -83,6 +84,7 @@ class Worker:
         self.wake.acquire()
         self.thread: Any = None
         self.job: Job | None = None  # the job it runs now (for shutdown, fork and faults)
+        self.helped: list[Job] = []  # jobs its call waits on and it runs itself (help), innermost last
 
 
 class WorkerSet:
@@ -165,11 +167,14 @@ class WorkerSet:
             self.idle.remove(worker)
 
     def running_jobs(self, except_thread: int | None = None) -> list[Job]:
-        return [
-            w.job
-            for w in self.all.values()
-            if w.job is not None and (w.thread is None or w.thread.ident != except_thread)
-        ]
+        """The jobs the workers run, those they run helping included (all but ``except_thread``'s)."""
+        jobs: list[Job] = []
+        for w in self.all.values():
+            if w.thread is None or w.thread.ident != except_thread:
+                if w.job is not None:
+                    jobs.append(w.job)
+                jobs += w.helped
+        return jobs
 
 
 def resize(core: Core, size: int) -> None:
@@ -204,6 +209,7 @@ def work(core: Core, worker: Worker) -> None:
     the worker held (``worker.job``) and starts its replacement.
     """
     _worker_local.core = core
+    _worker_local.worker = worker
     if core.batch_scheduling:
         _set_batch_scheduling()
     lock = core.lock
@@ -272,6 +278,95 @@ def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
         info.error = None if ok else result
         _hooks.notify("call_finished", info, ok)
     return ok, result
+
+
+#: How many calls one worker may run helping, one inside the other (each level adds five
+#: frames of fairpool's to the stack, plus the call's own frames). Past it, a wait on a queued
+#: call waits for a free worker, as from any other thread: the stack stays far from the
+#: recursion limit (a chain of nested waits is a recursion; this bounds it).
+MAX_HELP_DEPTH = 32
+
+
+def help_with(job: Job) -> bool:
+    """This thread waits on ``job``'s future: if it is a worker of the job's pool and the job is
+    still queued there, take the job out of the queue and run it here, now (helping).
+
+    The call is run, accounted for, observed and answered as a worker runs any call
+    (``work``); it just runs in the waiting worker's thread, inside its own call. Exactly
+    once: the job is taken under the pool's lock by one move (``Core.help_locked``), which
+    a worker's pop, a cancel, a shutdown or the exit each find already made.
+
+    Returns:
+        True if the job was taken and ran here (it is answered now), False to wait as usual:
+        not a worker, a job of another pool, already running or answered, its cancel on its
+        way, or :data:`MAX_HELP_DEPTH` helped calls nested already in this worker.
+    """
+    core: Core | None = _worker_local.core
+    worker: Worker | None = _worker_local.worker
+    if core is None or worker is None or len(worker.helped) >= MAX_HELP_DEPTH:
+        return False
+    if job.state > QUEUED:  # read unlocked: running or answered already, so no need of the lock
+        return False
+    with core.locked() as out:
+        left = job.state == NEW  # a hub's thread left it for the lock's holder: this release takes it in
+        taken = core.help_locked(job, worker, out)
+    if not taken and left and job.state == QUEUED:
+        with core.locked() as out:
+            taken = core.help_locked(job, worker, out)
+    if not taken:
+        return False
+    ok, result = False, None
+    try:
+        if job.waiter.needs_start and not job.waiter.start():  # the future was cancelled just now
+            with core.locked() as out:
+                worker.helped.remove(job)
+                if move(job, CANCELLED):  # else a shutdown's timeout answered it (CLOSED) meanwhile
+                    core.cancelled += 1
+                    core.drop_call(job)
+                    out.append(job)  # not answered: its observers hear it was cancelled
+            return True
+        if job.info is None and fault_hook is None:
+            job.t_started = monotonic()
+            ok, result = run_call(job)
+            job.t_finished = monotonic()
+            job.fn = None  # type: ignore[assignment]
+        else:
+            ok, result = _run_observed(job, worker)
+            if fault_hook is not None:
+                fault_hook("after run", job)
+    except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
+        _help_failed(core, worker, job, ok, result, exc)
+        return True
+    out = []
+    core.lock.acquire()
+    try:
+        core.finish_helped_locked(job, worker, ok, result, out)
+        result = None  # the job holds it now
+    finally:
+        core.lock.release(out)
+    if out:
+        try:
+            core.answer(out)
+        except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this wait
+            report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
+    return True
+
+
+def _help_failed(core: Core, worker: Worker, job: Job, ok: bool, result: Any, exc: BaseException) -> None:
+    """A fault in fairpool while a worker ran ``job`` helping: answer it, as :func:`worker_failed` does."""
+    with core.locked() as out:
+        core.worker_faults += 1
+        if job in worker.helped:
+            worker.helped.remove(job)
+        if job.state == DONE:
+            pass
+        elif job.t_finished:
+            core.busy += 1  # finish_locked counts a worker freed: this one is not
+            core.finish_locked(job, ok, result, out)  # it ran: its real outcome goes back
+        else:
+            message = f"fairpool worker {worker.name} failed while running this call (helping): {exc!r}"
+            core.close_locked(job, FairpoolError(message), out)
+    report_fault(f"fairpool worker {worker.name} failed running a call it helped; the call was answered", exc)
 
 
 def not_started(core: Core, worker: Worker) -> None:

@@ -270,7 +270,10 @@ class Pool(Executor):
         The call never runs on the caller's stack: from one of this pool's own
         workers it is queued like any other (a chain of done-callbacks that each
         submit the next step is a loop, not a recursion); with 0 threads it runs
-        inline, its future settled without nesting without bound.
+        inline, its future settled without nesting without bound. A pool call
+        that then waits on such a future (``result()``, ``exception()`` without
+        a timeout, ``map()``) while its call is still queued runs that call
+        itself ("helping", docs/api.md): it never waits for a free worker.
 
         Raises:
             PoolClosed: The pool is shut down.
