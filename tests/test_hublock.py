@@ -212,8 +212,12 @@ def test_with_a_real_holder_a_long_backlog_is_taken_in_exactly_once() -> None:
     lock.left.extend(range(hublock.BACKLOG - 1))
     holder = threading.Timer(0.0005, lock.release, args=([],))
     holder.start()
-    # The hub's item makes BACKLOG: it waits for the holder, or leaves the item to it.
-    lock.acquire_or_leave(-1, [])
+    # The hub's item makes BACKLOG: it waits for the holder, or leaves the item to it. On a
+    # loaded machine the holder may have released before the first try: then the hub holds
+    # the lock, handles its own item and releases, as a caller does.
+    if lock.acquire_or_leave(-1, []):
+        taken.append(-1)
+        lock.release([])
     holder.join(10)
     assert not holder.is_alive(), "the holder never released"
     assert sorted(taken) == [-1, *range(hublock.BACKLOG - 1)], "an item was lost or taken twice"
