@@ -199,7 +199,7 @@ def green() -> dict[str, Any]:
     """Green callers on a busy host: fairpool (defaults) and eventlet.tpool, 20 threads each."""
     lib = clib.lib()
     noop, sleep_us = lib.fp_noop, lib.fp_sleep_us
-    rounds = pick(3, 7)
+    rounds = pick(3, 9)
     per_1ms, n_rt, per_noop = pick(5, 20), pick(400, 2000), pick(10, 50)
     rt_seconds = pick(0.4, 2.0)
     eventlet.sleep(0)  # a hub exists: the callers wait green
@@ -250,7 +250,7 @@ def native() -> dict[str, Any]:
     fairpool at ThreadPoolExecutor's size."""
     lib = clib.lib()
     noop, sleep_us = lib.fp_noop, lib.fp_sleep_us
-    rounds = pick(3, 7)
+    rounds = pick(3, 9)
     per_1ms, n_rt, per_noop = pick(3, 10), pick(400, 2000), pick(100, 500)
     rt_seconds = pick(0.4, 2.0)
     tpe_label = f"ThreadPoolExecutor ({TPE_DEFAULT}, its default)"
@@ -316,7 +316,7 @@ def native() -> dict[str, Any]:
 def bootstorm() -> dict[str, Any]:
     """The boot storm (``bench.measure.bootstorm``, without the audit) on a busy host: N boots at once."""
     lib = clib.lib()
-    rounds, n = pick(3, 5), pick(10, 20)
+    rounds, n = pick(3, 7), pick(10, 20)
     eventlet_tpool.set_num_threads(20)
     pools = _fairpool_variants(20, "boot")
     executes: dict[str, Callable[..., Any]] = {k: p.execute for k, p in pools.items()}
