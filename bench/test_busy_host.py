@@ -5,8 +5,8 @@ machine's load beside each condition; ``python -m bench.report`` shows the
 rows and whether fairpool with its defaults wins, ties or loses each.
 The full run, for published numbers, is one command::
 
-    python -m pytest bench/test_busy_host.py --bench-full --bench-out bench/results/busy-full
-    python -m bench.report --results bench/results/busy-full
+    python -m pytest bench/test_busy_host.py --bench-full --bench-out bench/results/run-busy
+    python -m bench.report --results bench/results/run-busy
 """
 
 from __future__ import annotations
