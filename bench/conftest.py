@@ -44,14 +44,15 @@ def full(request: pytest.FixtureRequest) -> bool:
 def measure(full: bool, request: pytest.FixtureRequest) -> Any:
     """``measure(name, pinned=False)``: run ``bench.measure NAME`` in a fresh process; returns its JSON.
 
-    A name ``worlds.NAME`` runs ``bench.measure_worlds NAME`` (native threads and asyncio).
+    A name ``worlds.NAME`` runs ``bench.measure_worlds NAME`` (native threads and asyncio),
+    ``busy.NAME`` runs ``bench.measure_busy NAME`` (busy processes beside it), kept as ``busy_NAME``.
     """
     out_dir = request.config.getoption("--bench-out") or RESULTS / ("full-latest" if full else "latest")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def run(name: str, pinned: bool = False) -> dict[str, Any]:
         module, _, short = name.rpartition(".")
-        module = "bench.measure_worlds" if module == "worlds" else "bench.measure"
+        module = {"worlds": "bench.measure_worlds", "busy": "bench.measure_busy"}.get(module, "bench.measure")
         cmd = [sys.executable, "-m", module, short] + (["--full"] if full else [])
         if pinned:
             taskset = shutil.which("taskset")
@@ -63,7 +64,8 @@ def measure(full: bool, request: pytest.FixtureRequest) -> Any:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
         result: dict[str, Any] = json.loads(proc.stdout)
         result["pinned"] = pinned
-        key = f"{short}_pinned" if pinned else short
+        key = f"busy_{short}" if module == "bench.measure_busy" else short
+        key = f"{key}_pinned" if pinned else key
         (out_dir / f"{key}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         return result
 

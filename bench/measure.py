@@ -204,14 +204,14 @@ def busy_hub() -> dict[str, Any]:
     The hub never blocks in ``epoll_wait``: it releases the GIL for each
     ``epoll_wait(0)`` and takes it straight back, so a worker whose call
     returned must win the GIL in that gap (CPython's convoy effect). For
-    fairpool (its workers under ``SCHED_BATCH``), fairpool without it
-    (``Pool(batch_scheduling=False)``) and eventlet.tpool.
+    fairpool with its defaults, fairpool with its workers under ``SCHED_BATCH``
+    (``Pool(batch_scheduling=True)``) and eventlet.tpool.
     """
     sleep_us = clib.lib().fp_sleep_us
     rounds, calls = pick(3, 5), pick(20, 40)
     pools = {
         "fairpool": fairpool.Pool(threads=4, name="busy-hub"),
-        "fairpool, no batch_scheduling": fairpool.Pool(threads=4, name="busy-other", batch_scheduling=False),
+        "fairpool, batch_scheduling=True": fairpool.Pool(threads=4, name="busy-other", batch_scheduling=True),
     }
     designs: dict[str, Callable[..., Any]] = {name: pool.execute for name, pool in pools.items()}
     designs["eventlet"] = eventlet_tpool.execute

@@ -331,6 +331,112 @@ def render(data: dict[str, Any], markdown: bool) -> str:
     return "\n".join(parts)
 
 
+BUSY_METRICS: dict[str, dict[str, str]] = {
+    "busy_green": {
+        "share_1ms": "1 ms calls, 200 callers: share of the ceiling",
+        "round_trip_us": "no-op round trip, median us",
+        "round_trip_p99_us": "no-op round trip, p99 us",
+        "noop_200_calls_per_s": "200 callers' no-op throughput, calls/s",
+    },
+    "busy_native": {
+        "share_1ms": "1 ms calls, 200 callers: share of the ceiling at the pool's size",
+        "calls_1ms_per_s": "1 ms calls, 200 callers: calls/s",
+        "round_trip_us": "submit(noop).result(), median us",
+        "round_trip_p99_us": "submit(noop).result(), p99 us",
+        "noop_20_calls_per_s": "20 callers' no-op throughput, calls/s",
+    },
+    "busy_bootstorm": {
+        "median_s": "median creation time, s",
+        "max_s": "max creation time, s",
+    },
+}
+#: Rows shown but not judged: at different sizes a share of each pool's own ceiling compares
+#: nothing (the calls/s row does); at the same size, the "fairpool (6, ...)" row shows it.
+VERDICT_SKIP = {("busy_native", "share_1ms")}
+BUSY_TITLES = {
+    "busy_green": "Busy host, green callers, 20 threads",
+    "busy_native": "Busy host, native callers, submit().result()",
+    "busy_bootstorm": "Busy host, boot storm",
+}
+
+
+def verdict(ratio: dict[str, float]) -> str:
+    """fairpool against the baseline from per-round ratios (> 1: fairpool better): win, tie or loss."""
+    med, lo, hi = ratio["median"], ratio["min"], ratio["max"]
+    if med >= 1.05 and lo > 1.0:
+        return "wins"
+    if med <= 0.95 and hi < 1.0:
+        return "LOSES"
+    if med < 0.95:
+        return "loses (the rounds disagree)"
+    return "ties" if med < 1.05 else "wins (the rounds disagree)"
+
+
+def _fmt(value: float, metric: str) -> str:
+    if metric.startswith("share"):
+        return f"{value:.0%}"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+
+
+def render_busy(data: dict[str, Any], markdown: bool) -> str:
+    """The busy-host rows: per metric, each design under each condition: its median over the rounds,
+    and against the baseline (> 1: better than it) the median of the per-round ratios with their range."""
+    parts = []
+    for key, metrics in BUSY_METRICS.items():
+        d = data.get(key)
+        if not d:
+            continue
+        conds = d["conditions"]
+        names = sorted(conds, key=lambda c: conds[c]["busy_processes"])  # the JSON's keys are sorted by name
+        header = ["design"] + [f"{c} ({conds[c]['busy_processes']} busy)" for c in names]
+        load = Table(
+            f"{BUSY_TITLES[key]}: the machine's load during each condition ({d['rounds']} rounds)",
+            ["", *header[1:]],
+            markdown,
+        )
+        load.add(
+            f"1-min load average (cores: {d['cores']:.0f})",
+            *[f"{conds[c]['load']['loadavg_1min']:.1f}" for c in names],
+        )
+        load.add("CPU busy share", *[f"{(conds[c]['load']['cpu_busy_share'] or 0):.0%}" for c in names])
+        parts.append(load.render())
+        for metric, title in metrics.items():
+            if metric not in conds[names[0]]:
+                continue
+            t = Table(
+                f"{BUSY_TITLES[key]}: {title} (median; x {d['baseline']}, median (min-max) of the rounds)",
+                header,
+                markdown,
+            )
+            for design in conds[names[0]][metric]:
+                cells = []
+                for c in names:
+                    v = conds[c][metric][design]
+                    r = v["vs_baseline"]
+                    cell = _fmt(v["median"], metric)
+                    if design != d["baseline"]:
+                        cell += f"; {r['median']:.2f} x ({r['min']:.2f}-{r['max']:.2f})"
+                    cells.append(cell)
+                t.add(design, *cells)
+            parts.append(t.render())
+        t = Table(
+            f"{BUSY_TITLES[key]}: fairpool with its defaults against {d['baseline']}",
+            ["row", *header[1:]],
+            markdown,
+        )
+        for metric, title in metrics.items():
+            if metric not in conds[names[0]] or (key, metric) in VERDICT_SKIP:
+                continue
+            default = next(
+                k for k in conds[names[0]][metric] if k.startswith("fairpool") and "SCHED" not in k
+            )
+            t.add(title, *[verdict(conds[c][metric][default]["vs_baseline"]) for c in names])
+        parts.append(t.render())
+    return "\n".join(parts)
+
+
 def render_targets(runs: list[dict[str, Any]], markdown: bool) -> str:
     """The speed targets over one or more runs: the median, the spread, the verdict on the median."""
     t = Table(
@@ -413,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     data = runs[0]
     print(render(data, args.markdown))
+    busy = render_busy(data, args.markdown)
+    if busy:
+        print(busy)
     print(render_targets(runs, args.markdown))
     if args.plots:
         for path in plot(data, args.plots):

@@ -17,7 +17,7 @@ Which thread touches what:
 * ``admission``, ``workers``, ``busy``, the counters, ``window``, ``shutting_down_inside``: under ``lock``.
 * ``closed``: written under ``lock``; read without it for a fast refusal
   (a call that races a shutdown is refused under the lock instead).
-* ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``, ``exit_timeout``: set once.
+* ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``, ``exit_timeout``, ``wake_ahead``: set once.
 * ``closed_by_exit``: set with ``closed`` when the interpreter's exit closes the pool.
 """
 
@@ -47,7 +47,16 @@ from ._workers import Worker, WorkerSet
 from .errors import CancelledByShutdown, FairpoolError, PoolClosed
 from .statistics import new_window
 
-__all__ = ["Core"]
+__all__ = ["WAKE_AHEAD", "Core"]
+
+#: The most workers woken (or started) for queued calls and not yet back for one. A call
+#: queued beyond it wakes nobody: each worker, back for a call, wakes the next while calls
+#: wait, so no worker idles while a call waits for longer than a wake-up. Waking more only
+#: adds threads fighting for the GIL: with 20 native callers of a no-op on 20 threads, the
+#: pool did 0.44 x ThreadPoolExecutor(6)'s calls with every idle worker woken, 0.75 x with
+#: this bound (docs/benchmarks.md, "Busy host"). A bounded queue wakes one per call (its
+#: bound does not count the calls a worker is on its way to).
+WAKE_AHEAD = 2
 
 
 class Core:
@@ -70,7 +79,8 @@ class Core:
         self.batch_scheduling = batch_scheduling
         self.lock: HubLock[Job, Job] = HubLock(self.take_in_locked)
         self.admission = Admission(name, policy, max_queue, on_full == "raise")
-        self.workers = WorkerSet(name, size, counts_coming=max_queue is not None)
+        self.workers = WorkerSet(name, size, counts_coming=True)
+        self.wake_ahead = WAKE_AHEAD if max_queue is None else 1 << 62  # see WAKE_AHEAD
         self.closed = False
         self.closed_by_exit = False  # closed by the interpreter's exit (fairpool._lifecycle.at_exit)
         self.exit_timeout: float | None = None  # seconds the exit waits for its calls; None: the default
@@ -227,13 +237,16 @@ class Core:
             self.dispatch_locked(out)
 
     def dispatch_locked(self, out: list[Job]) -> None:
-        """A job was queued: wake an idle worker, or start one if the size allows."""
+        """A job was queued: wake an idle worker, or start one if the size allows, unless
+        ``wake_ahead`` workers are on their way already (the first back wakes the next)."""
         workers = self.workers
+        if workers.coming >= self.wake_ahead:
+            return
         idle = workers.idle
         if idle:  # wake the warmest idle worker for this call; inline: this runs for almost every call
             worker = idle.pop()
-            if workers.counts_coming:  # only a bounded queue needs the count (Admission.full)
-                workers.expect(worker)
+            worker.coming = True  # workers.expect(worker), spelled out
+            workers.coming += 1
             worker.wake.release()
             return
         if len(workers.all) >= max(workers.size, 1):  # at the size (at size 0, one runs the queue)
@@ -275,6 +288,8 @@ class Core:
             job.state = RUNNING  # QUEUED -> RUNNING: every job in the queue is QUEUED
             worker.job = job
             self.busy += 1
+            if coming and len(admission):  # calls still wait: wake the next worker (see WAKE_AHEAD)
+                self.dispatch_locked(out)
             return job
 
     def help_locked(self, job: Job, worker: Worker, out: list[Job]) -> bool:

@@ -102,7 +102,7 @@ class WorkerSet:
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0
         # Workers woken or started for a queued call, not yet back for it: the queue's bound
-        # does not count those calls. Kept only for a bounded queue (``counts_coming``), else 0.
+        # does not count those calls. The core counts them for every pool (``counts_coming``: WAKE_AHEAD).
         self.coming = 0
         self.counts_coming = counts_coming
 

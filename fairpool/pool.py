@@ -94,9 +94,13 @@ class Pool(Executor):
             seconds at INFO on the ``fairpool`` logger.
         batch_scheduling: Run the workers under Linux's ``SCHED_BATCH``
             policy, so that a worker woken with a call does not preempt the
-            hub's thread, only to wait for the GIL that thread holds. It
-            halves the round trip on a busy CPU; the workers' share of CPU
-            time is unchanged. Threads started inside a call inherit it.
+            hub's thread, only to wait for the GIL that thread holds. Off by
+            default: it shortens a no-op round trip by about a fifth while a
+            CPU is free, but when every CPU is busy (other processes at the
+            same priority) a woken worker waits for a time slice before it
+            runs, and 1 ms calls ran at a fifth of the speed (docs/benchmarks.md,
+            "Busy host"). Turn it on only for a host with CPUs to spare.
+            Threads started inside a call inherit it.
         exit_timeout: At interpreter exit, the pool's queued calls still run
             and its running calls finish, for at most this many seconds
             (0 to 3600) from when the exit began; then the process exits and
@@ -117,7 +121,7 @@ class Pool(Executor):
         max_queue: int | None = None,
         on_full: Literal["wait", "raise"] = "wait",
         stats_interval: float | None = None,
-        batch_scheduling: bool = True,
+        batch_scheduling: bool = False,
         exit_timeout: float | None = None,
     ) -> None:
         check_size(threads, "threads")
