@@ -26,7 +26,9 @@ Guarantees:
   first exit entry point to run does the wait (threading's pre-join hook,
   eventlet's copy of it under ``eventlet.monkey_patch()``, ``atexit``);
   later ones, a ``shutdown()`` or ``killall`` at exit included, never wait
-  past the same deadline.
+  past the same deadline. One that comes before any fairpool hook ran
+  (threading's own flag says the exit began: :func:`exit_began`) starts
+  the rule itself.
 * In a forked child the pool starts afresh: new lock, no threads; calls
   that were queued or running in the parent are answered with PoolClosed
   in the child (the parent's threads run them), never run twice.
