@@ -664,3 +664,37 @@ def test_asyncio_run_returns_with_its_own_default_executor_once_a_call_is_stuck(
     )
     assert stdout == "gave up\nreturned\n", stdout + stderr
     assert "asyncio's shutdown of its default executor waited 1s" in stderr, stderr
+
+
+@pytest.mark.timeout(60)
+def test_native_threads_racing_to_start_the_exit_rule_answer_each_caller_once() -> None:
+    # Three native threads of a service's atexit handler shut pools down at once, before
+    # any fairpool hook ran (the pools came before eventlet's patch): one of them runs the
+    # exit's wait, the others wait no longer than its deadline; each caller is answered once.
+    stdout, stderr, took = run_exit_bounded(
+        """
+        import atexit, ctypes
+        import fairpool
+        libc = ctypes.CDLL(None)
+        pools = [fairpool.Pool(1, name=f"p{i}", exit_timeout=1) for i in range(3)]
+        import eventlet
+        eventlet.monkey_patch()
+        real_threading = eventlet.patcher.original("threading")
+        answers = []
+        futures = [p.submit(libc.sleep, 30) for p in pools]
+        for f in futures:
+            f.add_done_callback(lambda f: answers.append(type(f.exception()).__name__))
+
+        def handler():
+            threads = [real_threading.Thread(target=p.shutdown) for p in pools]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            print("alive:", sum(t.is_alive() for t in threads), "answers:", sorted(answers), flush=True)
+
+        atexit.register(handler)
+        """
+    )
+    assert stdout == "alive: 0 answers: ['PoolClosed', 'PoolClosed', 'PoolClosed']\n", stdout + stderr
+    assert len(exit_warnings(stderr)) == 1, stderr
