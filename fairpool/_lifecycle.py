@@ -26,7 +26,9 @@ Guarantees:
   first exit entry point to run does the wait (threading's pre-join hook,
   eventlet's copy of it under ``eventlet.monkey_patch()``, ``atexit``);
   later ones, a ``shutdown()`` or ``killall`` at exit included, never wait
-  past the same deadline.
+  past the same deadline. One that comes before any fairpool hook ran
+  (threading's own flag says the exit began: :func:`exit_began`) starts
+  the rule itself.
 * In a forked child the pool starts afresh: new lock, no threads; calls
   that were queued or running in the parent are answered with PoolClosed
   in the child (the parent's threads run them), never run twice.
@@ -79,7 +81,7 @@ def register(core: Core) -> None:
     """Answer this core's callers at exit and after a fork (a pool made during the exit is closed at once)."""
     hook_exit(atexit_too=False)
     _cores.add(core)
-    if _exit.began is not None:
+    if exit_began(wait=False):
         _close_for_exit(core)
 
 
@@ -134,6 +136,7 @@ def shutdown(core: Core, timeout: float | None, wait: bool, join: Any, cancel_fu
     exit the wait is native and ends at the pool's exit deadline at the latest;
     what is left then is the exit's to answer and name (:func:`at_exit`).
     """
+    exit_began(wait=wait)  # at exit before any fairpool hook ran: begin the exit rule here
     with core.locked() as out:
         core.closed = True
         if cancel_futures:
@@ -220,6 +223,8 @@ def join_native(threads: list[Any], deadline: float | None) -> None:
 
 def reopen(core: Core) -> None:
     """Take calls again after a shutdown (eventlet's ``killall`` then reuse); not once the exit began."""
+    if exit_began(wait=False):
+        return
     with core.locked():
         if _exit.began is None:
             core.closed = False
@@ -232,7 +237,8 @@ class _ExitState:
     """The process's one exit: when it began, whether its wait is over. Changed under ``lock``."""
 
     def __init__(self) -> None:
-        self.lock = allocate_lock()
+        self.lock = allocate_lock()  # held by the one thread doing the exit's wait
+        self.began_lock = allocate_lock()  # only while ``began`` is set
         self.began: float | None = None  # monotonic seconds when the first exit entry point ran
         self.done = False  # its wait is over: every pool drained, or its leftovers answered
 
@@ -242,6 +248,18 @@ _exit = _ExitState()
 
 def _exit_timeout(core: Core) -> float:
     return process_exit_timeout if core.exit_timeout is None else core.exit_timeout
+
+
+def exit_timeout_of(core: Core) -> float:
+    """``core``'s exit timeout in seconds: its own, else the process's default."""
+    return _exit_timeout(core)
+
+
+def running_workers(core: Core) -> int:
+    """How many of ``core``'s worker threads (other than the caller's) are still alive."""
+    me = get_ident()
+    with core.locked():
+        return sum(1 for t in core.workers.threads if t.ident != me and t.is_alive())
 
 
 def _exit_deadline(core: Core) -> float | None:
@@ -257,6 +275,58 @@ def _close_for_exit(core: Core) -> None:
         core.workers.wake_all()
 
 
+def _interpreter_exiting() -> bool:
+    """Whether the interpreter's exit has begun, whether or not a fairpool hook has run.
+
+    threading sets its private ``_SHUTTING_DOWN`` as the interpreter's exit
+    begins, before the pre-join hooks and before ``atexit``. It is looked for
+    in the module and in the namespace of the ``_shutdown`` the interpreter
+    will call (eventlet's green copy has its own); private, so read with
+    defaults: a Python without it falls back on ``sys.is_finalizing()``.
+    """
+    if getattr(stdlib_threading, "_SHUTTING_DOWN", False) is True:
+        return True
+    namespace = getattr(getattr(stdlib_threading, "_shutdown", None), "__globals__", None)
+    if isinstance(namespace, dict) and namespace.get("_SHUTTING_DOWN", False) is True:
+        return True
+    return sys.is_finalizing()
+
+
+def exit_began(wait: bool) -> bool:
+    """Whether the interpreter's exit began; if no fairpool hook has run yet, start the exit rule now.
+
+    A fairpool hook can be missed until ``atexit`` runs it: a pool made (or
+    ``fairpool.monkey_patch()`` called) before ``eventlet.monkey_patch()``
+    registers no pre-join hook with eventlet's copy of threading, and a
+    service's own ``atexit`` handler registered after ``import fairpool`` runs
+    before fairpool's. A ``shutdown()`` or ``killall`` made then must still wait
+    no longer than the exit's deadline: with ``wait`` (and not from a pool's
+    worker) it runs :func:`at_exit` itself, so that the leftovers are answered
+    and named before it returns; otherwise it only sets the deadline and
+    closes the pools for exit.
+    """
+    if _exit.began is not None:
+        return True  # a hook (or an earlier call) began it: the caller's wait is bounded by its deadline
+    if not _interpreter_exiting():
+        return False
+    if wait and _workers.current_core() is None:
+        at_exit()
+    else:  # a pool's own call must not answer itself with PoolClosed: the exit's hook will do the rest
+        _begin_exit()
+    return True
+
+
+def _begin_exit() -> float:
+    """Set when the exit began (once) and close every pool for exit; the moment it began."""
+    with _exit.began_lock:
+        began = _exit.began
+        if began is None:
+            began = _exit.began = monotonic()
+    for core in list(_cores):
+        _close_for_exit(core)
+    return began
+
+
 def at_exit() -> None:
     """The interpreter's exit, whichever hook runs it first: see the module docstring.
 
@@ -269,12 +339,8 @@ def at_exit() -> None:
     with _exit.lock:
         if _exit.done:
             return
-        began = _exit.began
-        if began is None:
-            began = _exit.began = monotonic()
+        began = _begin_exit()
         cores = list(_cores)
-        for core in cores:
-            _close_for_exit(core)
         left: list[str] = []
         try:
             _wait_for_pools(cores, left)
@@ -367,6 +433,11 @@ def _warn_abandoned(lines: list[str], waited: float) -> None:
         f"{waited:.1f}s (each pool's exit_timeout; the default is {EXIT_TIMEOUT_VARIABLE}, or "
         f"{DEFAULT_EXIT_TIMEOUT:g}s); their callers got PoolClosed:\n"
     ) + "\n".join(f"  {line}" for line in lines)
+    warn_exit_timeout(message)
+
+
+def warn_exit_timeout(message: str) -> None:
+    """An :class:`ExitTimeoutWarning`; never raises (a filter may make it an error): stderr then."""
     try:
         # No source line to show: the warning is about the calls, not about this line.
         warnings.warn_explicit(message, ExitTimeoutWarning, filename="fairpool", lineno=0, module="fairpool")
@@ -442,6 +513,12 @@ os.register_at_fork(after_in_child=_after_fork)
 # such a thread waiting on a queued call is answered and the process can exit; atexit as
 # well: under eventlet.monkey_patch() the interpreter runs eventlet's copy of the pre-join
 # hooks (hook_exit registers there too, once threading is patched).
-stdlib_threading._register_atexit(at_exit)
+# A first import once the exit began (in a non-daemon thread the interpreter is joining, in
+# an atexit handler) finds threading shut down: atexit still runs the hook, and a pool made
+# then is closed for exit at once (register() looks at threading's own flag).
+try:
+    stdlib_threading._register_atexit(at_exit)
+except RuntimeError:  # "can't register atexit after shutdown"
+    pass
 atexit.register(at_exit)
 hook_exit(atexit_too=False)

@@ -16,12 +16,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from . import _lifecycle
 from ._default import check_pool, default_pool
 from .errors import PoolClosed
 from .pool import Pool
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+else:
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+    except RuntimeError:
+        # A first import once the interpreter's exit began: concurrent.futures.thread
+        # cannot register its exit hook then, and refuses to load. fairpool still imports
+        # (its pools are closed for the exit); only asyncio's type check is lost.
+        class ThreadPoolExecutor(Executor):
+            pass
+
 
 __all__ = ["DefaultExecutor", "install", "run_sync"]
 
@@ -72,9 +86,34 @@ class DefaultExecutor(ThreadPoolExecutor):
         return self.pool.map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more calls; shut down the pool if this executor made it.
+
+        ``asyncio.run()`` calls this at its end (``shutdown_default_executor``)
+        and waits for it with no limit. So that a call stuck in C (a
+        ``to_thread`` call its task gave up on) cannot hold ``asyncio.run()``
+        forever, ``wait=True`` waits at most the pool's ``exit_timeout`` (5 s by
+        default): then the calls still queued or running are answered with
+        :class:`~fairpool.PoolClosed`, a stuck call is left in its daemon
+        thread, and one :class:`~fairpool.ExitTimeoutWarning` says so.
+
+        Args:
+            wait: Wait for the queued and running calls (at most ``exit_timeout``).
+            cancel_futures: Cancel the calls still queued.
+        """
         self._shut_down = True
-        if self.owns_pool:
-            self.pool.shutdown(wait, cancel_futures=cancel_futures)
+        if not self.owns_pool:
+            return
+        if not wait:
+            self.pool.shutdown(False, cancel_futures=cancel_futures)
+            return
+        limit = _lifecycle.exit_timeout_of(self.pool._core)
+        self.pool.shutdown(True, cancel_futures=cancel_futures, timeout=limit)
+        left = _lifecycle.running_workers(self.pool._core)
+        if left:
+            _lifecycle.warn_exit_timeout(
+                f"fairpool: asyncio's shutdown of its default executor waited {limit:g}s (the exit_timeout "
+                f"of pool {self.pool.name!r}) and left {left} call(s) running; their callers got PoolClosed"
+            )
 
     def __repr__(self) -> str:
         return f"<fairpool.aio.DefaultExecutor on {self.pool!r}>"

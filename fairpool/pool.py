@@ -185,7 +185,10 @@ class Pool(Executor):
         """The caller's side of :meth:`execute`: the hot path of every pool call."""
         core = self._core
         if core.closed or not callable(fn):
-            self._check_call(fn)
+            # One of the pool's own workers runs its nested call inline even once the pool
+            # is closed: a queued call that a shutdown, killall or the exit still runs uses it.
+            if _worker_local.core is not core or not callable(fn):
+                self._check_call(fn)
         if core.workers.size == 0 or _worker_local.core is core:
             return self._run_inline(fn, args, kwargs)
         if import_lock_held() and holds_import_lock():  # the C test first: it is almost always False

@@ -494,3 +494,207 @@ def test_a_call_made_during_exit_is_refused() -> None:
         """
     )
     assert stdout == "refused: pool 'late' takes no more calls: the interpreter is exiting\n", stdout + stderr
+
+
+# -- the exit rule when no fairpool hook has run yet ------------------------------------------
+
+
+def run_exit_bounded(code: str, *, env: dict[str, str] | None = None) -> tuple[str, str, float]:
+    """As run_exit, but a process that hangs fails the test with a message saying so."""
+    try:
+        return run_exit(code, env=env, timeout=40)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the process never exited (killed after 40s): {exc.stderr!r}") from None
+
+
+# The pool (or fairpool.monkey_patch()) comes before eventlet.monkey_patch(): fairpool's
+# pre-join hook is not registered with eventlet's copy of threading, and the service's own
+# atexit handler runs before fairpool's. Its shutdown()/killall still waits only until the
+# exit's deadline (it finds threading's exit begun and starts the exit rule itself).
+BEFORE_THE_PATCH = {
+    "pool": """
+        pool = fairpool.Pool(2, name="service", exit_timeout=1)
+        stuck = lambda: pool.submit(libc.sleep, 30)
+        stop = pool.shutdown
+    """,
+    "default": """
+        fairpool.execute(int)
+        fairpool.default_pool()  # the default pool, made before the patch
+        stuck = lambda: tpool.default_pool().submit(libc.sleep, 30)
+        stop = tpool.killall
+    """,
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("order", ["none", "fairpool-first"])
+@pytest.mark.parametrize("how", sorted(BEFORE_THE_PATCH))
+def test_a_shutdown_at_exit_is_bounded_when_the_pool_came_before_eventlet_s_patch(
+    how: str, order: str
+) -> None:
+    fairpool_first = "fairpool.monkey_patch()\n" if order == "fairpool-first" else ""
+    stdout, stderr, took = run_exit_bounded(
+        "import atexit, ctypes\nimport fairpool\nfrom fairpool import tpool\nlibc = ctypes.CDLL(None)\n"
+        + textwrap.dedent(BEFORE_THE_PATCH[how])
+        + "import eventlet\n"
+        + fairpool_first
+        + "eventlet.monkey_patch()\n"
+        + textwrap.dedent("""
+        def handler():
+            stop()
+            print("stopped", flush=True)
+
+        atexit.register(handler)
+        stuck()
+        print("main ends", flush=True)
+        """),
+        env={"FAIRPOOL_EXIT_TIMEOUT": "1"},
+    )
+    assert stdout == "main ends\nstopped\n", stdout + stderr
+    assert took < 30, f"the exit took {took:.1f}s: the atexit handler waited for the stuck call"
+    warned = exit_warnings(stderr)
+    assert len(warned) == 1 and "sleep" in warned[0], stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_future_of_a_stuck_call_is_answered_when_a_shutdown_at_exit_returns() -> None:
+    # The atexit handler's shutdown() began the exit rule itself: by the time it returns,
+    # the stuck call's caller has its PoolClosed (a handler waiting on it does not hang).
+    stdout, stderr, _ = run_exit_bounded(
+        """
+        import atexit, ctypes
+        import fairpool
+        libc = ctypes.CDLL(None)
+        pool = fairpool.Pool(1, name="service", exit_timeout=1)
+        import eventlet
+        eventlet.monkey_patch()
+        future = pool.submit(libc.sleep, 30)
+
+        def handler():
+            pool.shutdown()
+            print(type(future.exception(timeout=20)).__name__, flush=True)
+
+        atexit.register(handler)
+        """
+    )
+    assert stdout == "PoolClosed\n", stdout + stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["atexit", "a non-daemon thread"])
+def test_the_first_import_of_fairpool_during_exit_works_and_its_pools_are_closed(where: str) -> None:
+    start = (
+        "import atexit\natexit.register(late_user)\n"
+        if where == "atexit"
+        else "threading.Thread(target=lambda: (time.sleep(0.5), late_user())).start()\n"
+    )
+    stdout, stderr, _ = run_exit_bounded(
+        textwrap.dedent("""
+        import sys, threading, time  # threading: the interpreter's exit begins with its _shutdown
+
+        def late_user():
+            try:
+                import fairpool
+            except Exception as exc:
+                print("import failed:", repr(exc), flush=True)
+                return
+            try:
+                fairpool.execute(lambda: 42)
+            except fairpool.PoolClosed as exc:
+                print("refused:", exc, flush=True)
+        """)
+        + start
+    )
+    refused = "refused: pool 'default' takes no more calls: the interpreter is exiting\n"
+    assert stdout == refused, stdout + stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_queued_call_using_a_proxy_on_its_own_pool_still_runs_at_exit() -> None:
+    # api.md: a call from one of the pool's own workers runs inline; at exit queued calls
+    # still run and running calls finish: a Proxy on its own pool inside them works too.
+    stdout, stderr, _ = run_exit_bounded(
+        """
+        import time
+        import fairpool
+        pool = fairpool.Pool(1, name="libvirt")
+
+        class Domain:
+            def info(self):
+                return "running"
+
+        dom = fairpool.Proxy(Domain(), pool=pool)
+
+        def audit():
+            time.sleep(0.3)
+            try:
+                return dom.info()
+            except Exception as exc:
+                return f"FAILED: {exc!r}"
+
+        pool.submit(audit).add_done_callback(lambda f: print("running:", f.result(), flush=True))
+        pool.submit(audit).add_done_callback(lambda f: print("queued:", f.result(), flush=True))
+        time.sleep(0.1)
+        """
+    )
+    assert stdout == "running: running\nqueued: running\n", stdout + stderr
+
+
+@pytest.mark.timeout(60)
+def test_asyncio_run_returns_with_its_own_default_executor_once_a_call_is_stuck() -> None:
+    # asyncio.run() waits for the default executor's shutdown(wait=True) with no limit;
+    # DefaultExecutor bounds it by its pool's exit_timeout and says what it left.
+    stdout, stderr, _ = run_exit_bounded(
+        """
+        import asyncio, ctypes
+        import fairpool.aio
+        libc = ctypes.CDLL(None)
+
+        async def main():
+            asyncio.get_running_loop().set_default_executor(fairpool.aio.DefaultExecutor(threads=2))
+            try:
+                await asyncio.wait_for(asyncio.to_thread(libc.sleep, 30), 0.3)
+            except asyncio.TimeoutError:
+                print("gave up", flush=True)
+
+        asyncio.run(main())
+        print("returned", flush=True)
+        """,
+        env={"FAIRPOOL_EXIT_TIMEOUT": "1"},
+    )
+    assert stdout == "gave up\nreturned\n", stdout + stderr
+    assert "asyncio's shutdown of its default executor waited 1s" in stderr, stderr
+
+
+@pytest.mark.timeout(60)
+def test_native_threads_racing_to_start_the_exit_rule_answer_each_caller_once() -> None:
+    # Three native threads of a service's atexit handler shut pools down at once, before
+    # any fairpool hook ran (the pools came before eventlet's patch): one of them runs the
+    # exit's wait, the others wait no longer than its deadline; each caller is answered once.
+    stdout, stderr, took = run_exit_bounded(
+        """
+        import atexit, ctypes
+        import fairpool
+        libc = ctypes.CDLL(None)
+        pools = [fairpool.Pool(1, name=f"p{i}", exit_timeout=1) for i in range(3)]
+        import eventlet
+        eventlet.monkey_patch()
+        real_threading = eventlet.patcher.original("threading")
+        answers = []
+        futures = [p.submit(libc.sleep, 30) for p in pools]
+        for f in futures:
+            f.add_done_callback(lambda f: answers.append(type(f.exception()).__name__))
+
+        def handler():
+            threads = [real_threading.Thread(target=p.shutdown) for p in pools]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            print("alive:", sum(t.is_alive() for t in threads), "answers:", sorted(answers), flush=True)
+
+        atexit.register(handler)
+        """
+    )
+    assert stdout == "alive: 0 answers: ['PoolClosed', 'PoolClosed', 'PoolClosed']\n", stdout + stderr
+    assert len(exit_warnings(stderr)) == 1, stderr

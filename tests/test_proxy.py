@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -181,3 +182,73 @@ def test_a_replaced_fairpool_tpool_execute_is_what_proxy_and_proxy_call_call() -
             execute.assert_not_called()
     finally:
         pool.shutdown()
+
+
+class _Domain:
+    def info(self) -> str:
+        return "ok"
+
+
+def _audit(proxy: Any, started: threading.Event | None = None) -> Any:
+    def audit() -> str:
+        if started is not None:
+            started.set()
+        time.sleep(0.2)  # the shutdown / killall comes meanwhile
+        try:
+            return str(proxy.info())
+        except Exception as exc:  # noqa: BLE001 - the test reports what it got
+            return f"FAILED {exc!r}"
+
+    return audit
+
+
+@pytest.mark.timeout(30)
+def test_a_queued_call_using_a_proxy_on_its_own_pool_runs_while_shutdown_drains_it() -> None:
+    # api.md: a call from one of the pool's own workers runs inline, closed pool or not.
+    pool = fairpool.Pool(1, name="drained")
+    futures = [pool.submit(_audit(Proxy(_Domain(), pool=pool))) for _ in range(2)]
+    pool.shutdown(wait=True)
+    assert [f.result(timeout=10) for f in futures] == ["ok", "ok"], "a nested Proxy call was refused"
+
+
+@pytest.mark.timeout(30)
+def test_a_queued_call_using_a_tpool_proxy_runs_while_killall_drains_it() -> None:
+    from fairpool import tpool
+
+    audit = _audit(tpool.Proxy(_Domain()))
+    futures = [fairpool.default_pool().submit(audit) for _ in range(2)]
+    tpool.killall()
+    assert [f.result(timeout=10) for f in futures] == ["ok", "ok"], "a nested Proxy call was refused"
+
+
+@pytest.mark.timeout(30)
+def test_submit_from_a_worker_of_a_shut_down_pool_is_still_refused() -> None:
+    # concurrent.futures semantics: only execute() (inline) is allowed from the pool's own workers.
+    pool = fairpool.Pool(1, name="refusing")
+    started = threading.Event()
+
+    def nested_submit() -> str:
+        started.set()
+        time.sleep(0.2)
+        try:
+            pool.submit(int)
+        except fairpool.PoolClosed:
+            return "refused"
+        return "accepted"
+
+    future = pool.submit(nested_submit)
+    assert started.wait(10)
+    pool.shutdown(wait=True)
+    assert future.result(timeout=10) == "refused"
+
+
+@pytest.mark.timeout(30)
+def test_execute_from_another_pool_s_worker_is_refused_once_shut_down() -> None:
+    closed = fairpool.Pool(1, name="closed")
+    closed.shutdown()
+    other = fairpool.Pool(1, name="other")
+    try:
+        with pytest.raises(fairpool.PoolClosed):
+            other.execute(closed.execute, int)
+    finally:
+        other.shutdown()
