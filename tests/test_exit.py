@@ -698,3 +698,4 @@ def test_native_threads_racing_to_start_the_exit_rule_answer_each_caller_once() 
     )
     assert stdout == "alive: 0 answers: ['PoolClosed', 'PoolClosed', 'PoolClosed']\n", stdout + stderr
     assert len(exit_warnings(stderr)) == 1, stderr
+    assert took < 20, f"the exit took {took:.1f}s: it waited for the 30s calls, not for its 1s deadline"
