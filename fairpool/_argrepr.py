@@ -14,7 +14,8 @@ costs does not depend on the value's size:
   ``UserDict``/``UserList``/``UserString`` (by their ``data``),
   ``types.SimpleNamespace``, the ``collections.abc`` views, dataclasses
   with their generated repr, exceptions (their args), ``slice``,
-  ``functools.partial``, ``fractions.Fraction``) is walked from its start, in its own order (never sorted),
+  ``functools.partial``, ``fractions.Fraction``, a bound method's object,
+  ``os.environ``) is walked from its start, in its own order (never sorted),
   and left as soon as the budget is spent: each item written costs at least
   one character (a separator), so at most ``limit`` items are touched in
   all, whatever the nesting; below :data:`MAX_DEPTH` levels a container is
@@ -37,6 +38,7 @@ import collections.abc
 import dataclasses
 import fractions
 import functools
+import os
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -359,6 +361,22 @@ def _fraction(x: Any, out: _Out, depth: int) -> None:
     out.put(")")
 
 
+def _method(x: Any, out: _Out, depth: int) -> None:
+    """``<bound method C.f of SELF>``: the object it is bound to is written like any argument."""
+    func = x.__func__
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "?"
+    out.put(f"<bound method {name} of ")
+    _render(x.__self__, out, depth + 1)
+    out.put(">")
+
+
+def _environ(x: Any, out: _Out, depth: int) -> None:
+    """``environ({...})``: ``os.environ``, key by key (it may have been filled in-process)."""
+    out.put("environ({")
+    _items(out, depth, ((key, x[key]) for key in x), _pair)
+    out.put("})")
+
+
 _ITEMS_VIEW: type = type({}.items())
 
 _RENDERERS: dict[type, Callable[[Any, _Out, int], None]] = {
@@ -391,6 +409,8 @@ _RENDERERS: dict[type, Callable[[Any, _Out, int], None]] = {
     slice: _slice,
     functools.partial: _partial,
     fractions.Fraction: _fraction,
+    types.MethodType: _method,
+    type(os.environ): _environ,
 }
 
 

@@ -825,6 +825,7 @@ _WRAPPER_KINDS = [
     "exception",
     "slice",
     "partial",
+    "bound method",
 ]
 
 
@@ -856,6 +857,7 @@ def _wrapped(kind: str, keys: list[Any]) -> Any:
         "exception": lambda: ValueError("bad table", table),
         "slice": lambda: slice(keys, None),
         "partial": lambda: functools.partial(print, table),
+        "bound method": lambda: UserDict(table).keys,
     }[kind]()
 
 
@@ -869,11 +871,14 @@ def test_a_huge_standard_library_wrapper_is_walked_in_bounded_work(kind: str) ->
     ``UserDict``/``UserList``/``UserString`` (their ``data``), ``types.SimpleNamespace``, the
     ``collections.abc`` views (``KeysView``, ``ItemsView``, ``ValuesView``), ``OrderedDict``'s views,
     dataclasses (the generated repr), exceptions (``BaseException.__repr__``: their args),
-    ``slice``, ``functools.partial`` and ``fractions.Fraction`` (huge ints by size). Were already:
+    ``slice``, ``functools.partial``, ``fractions.Fraction`` (huge ints by size), a bound method
+    (``<bound method C.f of SELF>`` writes its object's repr), ``os.environ``. Were already:
     the builtin containers, ``deque``, ``array``, ``memoryview``, dict views, named tuples.
-    O(1) or sized by the value itself, left to their repr: ``range``, ``enum`` members, ``float``,
+    Left to their repr, O(1) or sized by the value itself: ``range``, ``enum`` members, ``float``,
     ``complex``, ``decimal.Decimal`` (linear in its digits, as a str is before the cut),
     ``weakref`` dicts, ``queue.Queue``, ``threading`` objects (the default ``<... at 0x>`` repr).
+    Not walked (their repr holds a value's repr, rare as arguments): ``itertools.repeat``,
+    ``operator.itemgetter`` with many keys, an enum member whose value is huge.
     """
     keys = [_Key(i) for i in range(200_000)]
     value = _wrapped(kind, keys)
@@ -924,8 +929,11 @@ def test_small_standard_library_wrappers_are_rendered_as_repr_renders_them() -> 
         slice(1, {2: 3}),
         functools.partial(print, 1, sep="-"),
         fractions.Fraction(3, 4),
+        UserDict({1: 2}).keys,
+        _Key(7).__repr__,
     ]:
         assert trace.bounded_repr(value) == repr(value), value
+    assert trace.bounded_repr(os.environ).startswith("environ({"), "os.environ as its repr starts"
 
 
 def test_a_class_s_own_repr_is_kept_and_cut() -> None:
