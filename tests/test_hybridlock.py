@@ -619,3 +619,60 @@ def test_hybrid_condition_refuses_a_caller_without_the_lock_and_times_out() -> N
         assert cond.wait_for(lambda: 0, timeout=0.01) == 0
         cond.notify_all()
     assert "0 waiting" in repr(cond) and not cond._lock.locked()
+
+
+_CONDITION_RACE = """
+import warnings
+warnings.simplefilter("ignore")
+import eventlet
+eventlet.monkey_patch()
+import fairpool
+native_sleep = eventlet.patcher.original("time").sleep
+
+import collections
+
+class Counted(collections.deque):
+    popped = 0
+
+    def popleft(self):  # only notify() takes waiters this way, under the condition's mutex
+        waiter = super().popleft()
+        Counted.popped += 1
+        return waiter
+
+cond = fairpool.HybridCondition()
+cond._waiters = Counted()
+woken, done = [0], []
+
+def waiter(rounds):
+    for _ in range(rounds):
+        with cond:
+            if cond.wait(0.001):
+                woken[0] += 1
+    done.append(1)
+
+def notifier(sleep):
+    while len(done) < 4:
+        with cond:
+            cond.notify()
+        sleep(0.0005)
+
+pool = fairpool.Pool(4, name="p")
+futs = [pool.submit(waiter, 300) for _ in range(2)] + [pool.submit(notifier, native_sleep)]
+greens = [eventlet.spawn(waiter, 300) for _ in range(2)] + [eventlet.spawn(notifier, eventlet.sleep)]
+for g in greens:
+    g.wait()
+for f in futs:
+    f.result(timeout=60)
+with cond:
+    assert not cond._waiters, cond
+print(woken[0], Counted.popped)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_hybrid_condition_notifies_racing_timeouts_are_counted_once() -> None:
+    # A notify that takes a waiter whose timeout is running out: the wait reports it as notified.
+    out = run_script(_CONDITION_RACE, timeout=100)
+    woken, popped = map(int, out.split())
+    assert woken == popped, f"{woken} waits said notified, {popped} notifies took a waiter"
+    assert popped > 0, "no notify ever found a waiter: the race was not exercised"
