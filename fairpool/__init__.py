@@ -23,7 +23,7 @@ from .errors import (
 )
 from .futurist_executor import FuturistExecutor
 from .hubwatch import HubStall, HubWatch, watch_hub
-from .hybridlock import HybridRLock
+from .hybridlock import HybridCondition, HybridRLock
 from .lanes import DEFAULT_LANE, current_lane, lane
 from .libwrap import wrap_library
 from .locks import InstrumentedLock, LockStatistics, instrument_lock, lock_statistics
@@ -46,6 +46,7 @@ __all__ = [
     "HubChannelError",
     "HubStall",
     "HubWatch",
+    "HybridCondition",
     "HybridRLock",
     "InstrumentedLock",
     "LockStatistics",

@@ -9,7 +9,13 @@ costs does not depend on the value's size:
   ``__getitem__`` is not called);
 * a container (``list``, ``tuple``, ``dict``, ``set``, ``frozenset``, the
   ``collections`` types, ``array``, dict views, named tuples, and their
-  subclasses) is walked from its start, in its own order (never sorted),
+  subclasses; and the standard library's wrappers written as what they
+  hold: ``types.MappingProxyType``, ``collections.ChainMap`` (by its maps),
+  ``UserDict``/``UserList``/``UserString`` (by their ``data``),
+  ``types.SimpleNamespace``, the ``collections.abc`` views, dataclasses
+  with their generated repr, exceptions (their args), ``slice``,
+  ``functools.partial``, ``fractions.Fraction``, a bound method's object,
+  ``os.environ``) is walked from its start, in its own order (never sorted),
   and left as soon as the budget is spent: each item written costs at least
   one character (a separator), so at most ``limit`` items are touched in
   all, whatever the nesting; below :data:`MAX_DEPTH` levels a container is
@@ -28,6 +34,12 @@ from __future__ import annotations
 
 import array
 import collections
+import collections.abc
+import dataclasses
+import fractions
+import functools
+import os
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -250,6 +262,121 @@ def _view(x: Any, out: _Out, depth: int) -> None:
     out.put("])")
 
 
+def _mappingproxy(x: Any, out: _Out, depth: int) -> None:
+    """``mappingproxy({...})``: the wrapped mapping's items, walked lazily (never copied)."""
+    out.put("mappingproxy(")
+    items = types.MappingProxyType.items(x)
+    if depth >= MAX_DEPTH and types.MappingProxyType.__len__(x):
+        out.put("{...}")
+    else:
+        out.put("{")
+        _items(out, depth, items, _pair)
+        out.put("}")
+    out.put(")")
+
+
+def _chainmap(x: Any, out: _Out, depth: int) -> None:
+    """``ChainMap({...}, {...})``: its maps one by one (iterating a ChainMap itself copies them all)."""
+    out.put(f"{type(x).__name__}(")
+    _items(out, depth, iter(x.maps), _value)
+    out.put(")")
+
+
+def _user_data(x: Any, out: _Out, depth: int) -> None:
+    """``UserDict``, ``UserList``, ``UserString``: written as their ``data``, as their repr does."""
+    _render(x.data, out, depth)
+
+
+def _namespace(x: Any, out: _Out, depth: int) -> None:
+    """``namespace(a=1, ...)`` (a subclass by its own name)."""
+    name = "namespace" if type(x) is types.SimpleNamespace else type(x).__name__
+    out.put(f"{name}(")
+    if depth >= MAX_DEPTH:
+        out.put("...)")
+        return
+    _keywords(iter(vars(x).items()), out, depth)
+    out.put(")")
+
+
+def _keywords(items: Iterable[tuple[Any, Any]], out: _Out, depth: int) -> None:
+    """``name=value, ...`` until they end or the budget is spent."""
+    first = True
+    for name, value in items:
+        if not first:
+            out.put(", ")
+        first = False
+        out.put(f"{name}=")
+        _render(value, out, depth + 1)
+
+
+def _dataclass(x: Any, out: _Out, depth: int) -> None:
+    """A dataclass as its generated repr writes it: ``Name(field=value, ...)``, its repr=True fields."""
+    out.put(f"{type(x).__qualname__}(")
+    if depth >= MAX_DEPTH:
+        out.put("...)")
+        return
+    fields = (f for f in dataclasses.fields(x) if f.repr)
+    _keywords(((f.name, getattr(x, f.name)) for f in fields), out, depth)
+    out.put(")")
+
+
+def _mapping_view(x: Any, out: _Out, depth: int) -> None:
+    """``KeysView({...})`` and the other ``collections.abc`` views: their mapping, walked."""
+    out.put(f"{type(x).__name__}(")
+    _render(x._mapping, out, depth + 1)
+    out.put(")")
+
+
+def _exception(x: Any, out: _Out, depth: int) -> None:
+    """``Name(arg, ...)`` as ``BaseException.__repr__`` writes it (one arg: no trailing comma)."""
+    out.put(f"{type(x).__name__}(")
+    _items(out, depth, iter(x.args), _value)
+    out.put(")")
+
+
+def _slice(x: Any, out: _Out, depth: int) -> None:
+    out.put("slice(")
+    _items(out, depth, iter((x.start, x.stop, x.step)), _value)
+    out.put(")")
+
+
+def _partial(x: Any, out: _Out, depth: int) -> None:
+    """``functools.partial(func, arg, ..., key=value)``."""
+    out.put(f"{type(x).__module__}.{type(x).__qualname__}(")
+    _render(x.func, out, depth + 1)
+    for arg in x.args:
+        out.put(", ")
+        _render(arg, out, depth + 1)
+    for name, value in x.keywords.items():
+        out.put(f", {name}=")
+        _render(value, out, depth + 1)
+    out.put(")")
+
+
+def _fraction(x: Any, out: _Out, depth: int) -> None:
+    out.put(f"{type(x).__name__}(")
+    _int(x.numerator, out, depth)
+    out.put(", ")
+    _int(x.denominator, out, depth)
+    out.put(")")
+
+
+def _method(x: Any, out: _Out, depth: int) -> None:
+    """``<bound method C.f of SELF>``: the object it is bound to is written like any argument."""
+    func = x.__func__
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "?"
+    out.put(f"<bound method {name} of ")
+    _render(x.__self__, out, depth + 1)
+    out.put(">")
+
+
+def _environ(x: Any, out: _Out, depth: int) -> None:
+    """``environ({...})``: ``os.environ``, key by key (it may have been filled in-process)."""
+    out.put("environ({")
+    _items(out, depth, ((key, x[key]) for key in x), _pair)
+    out.put("})")
+
+
 _ITEMS_VIEW: type = type({}.items())
 
 _RENDERERS: dict[type, Callable[[Any, _Out, int], None]] = {
@@ -271,6 +398,19 @@ _RENDERERS: dict[type, Callable[[Any, _Out, int], None]] = {
     type({}.keys()): _view,
     type({}.values()): _view,
     _ITEMS_VIEW: _view,
+    types.MappingProxyType: _mappingproxy,
+    collections.ChainMap: _chainmap,
+    collections.UserDict: _user_data,
+    collections.UserList: _user_data,
+    collections.UserString: _user_data,
+    types.SimpleNamespace: _namespace,
+    collections.abc.MappingView: _mapping_view,
+    BaseException: _exception,
+    slice: _slice,
+    functools.partial: _partial,
+    fractions.Fraction: _fraction,
+    types.MethodType: _method,
+    type(os.environ): _environ,
 }
 
 
@@ -285,6 +425,10 @@ def _renderer(t: type) -> Callable[[Any, _Out, int], None] | None:
         fn = owner.__dict__.get("__repr__")
         if getattr(fn, "__module__", None) == "collections":  # the repr namedtuple() generates
             found = _namedtuple
+    if found is None and dataclasses.is_dataclass(t):
+        wrapped = getattr(owner.__dict__.get("__repr__"), "__wrapped__", None)
+        if getattr(wrapped, "__qualname__", "").startswith("__create_fn__."):  # dataclass()'s repr
+            found = _dataclass
     return found
 
 

@@ -455,6 +455,58 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shown(word: str, limit: int = 200) -> str:
+    """``word`` as one short printable line (quoted when it is not plain)."""
+    if word and word.isprintable() and len(word) <= limit and " " not in word:
+        return word
+    return repr(word[:limit]) + ("..." if len(word) > limit else "")
+
+
+def _find(name: str, env: Mapping[str, str]) -> str | None:
+    """The file ``os.execvpe`` would have tried for ``name``: the path itself, or the first on PATH."""
+    if os.sep in name:
+        return name if os.path.lexists(name) else None
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _exec_failure(command: Sequence[str], env: Mapping[str, str], exc: OSError) -> tuple[str, int]:
+    """Why ``os.execvpe(command)`` failed, in a shell's words, and the shell's exit status for it."""
+    import errno
+
+    path = _find(command[0], env)
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if path is None or not os.path.isfile(path):
+            return ("No such file or directory" if os.sep in command[0] else "command not found"), 127
+        try:  # the file is there: the interpreter its #! line names is not
+            with open(path, "rb") as f:
+                first = f.readline(1024)
+        except OSError:
+            first = b""
+        words = first[2:].split() if first.startswith(b"#!") else []
+        if words:
+            interpreter = _shown(os.fsdecode(words[0]))
+            return f"bad interpreter {interpreter} (its #! line): No such file or directory", 126
+        return "a file it needs (its loader or interpreter) is missing: No such file or directory", 126
+    if path is not None and os.path.isdir(path):
+        return "Is a directory", 126
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "Permission denied (not executable, or a directory on its path is not searchable)", 126
+    if exc.errno == errno.ENOEXEC:
+        return "Exec format error (neither a program nor a script with a #! line)", 126
+    if exc.errno == errno.E2BIG:
+        size = sum(len(os.fsencode(w)) + 1 for w in command)
+        size += sum(len(os.fsencode(k)) + len(os.fsencode(v)) + 2 for k, v in env.items())
+        return (
+            f"Argument list too long ({len(command)} arguments, {size:,} bytes with the environment; "
+            "one argument may hold at most 128 KiB on Linux)"
+        ), 126
+    return exc.strerror or str(exc), 126
+
+
 def _stop_own_trace() -> None:
     """Stop the trace that ``import fairpool`` started in this process from an inherited ``FAIRPOOL_TRACE``.
 
@@ -482,7 +534,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         options, command = args_in, []
     parser = _parser()
-    args = parser.parse_args(options)
+    args, extra = parser.parse_known_args(options)
+    if extra:
+        if not extra[0].startswith("-"):
+            parser.error(
+                f"unrecognized argument {_shown(extra[0])}: put '--' before the command "
+                f"(fairpool run [OPTIONS] -- COMMAND [ARGS...])"
+            )
+        parser.error(f"unrecognized arguments: {' '.join(_shown(word) for word in extra)}")
     try:
         env = environment(
             threads=args.threads, trace=args.trace, hub_watch=args.hub_watch, otel=args.otel, quiet=args.quiet
@@ -499,18 +558,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not command:
         parser.error("no command: fairpool run [OPTIONS] -- COMMAND [ARGS...]")
+    for i, word in enumerate(command):
+        if "\0" in word:
+            which = "the command name" if i == 0 else f"argument {i}"
+            parser.error(f"{which} contains a NUL character, which no command line can carry: {_shown(word)}")
     if args.check:
         result = check(command, env)
         print(result)
         return 0 if result.patched else 1
+    if not command[0]:
+        empty = "'': command not found (the command name is empty: an unset variable?)"
+        print(f"fairpool run: {empty}", file=sys.stderr)
+        return 127
     _stop_own_trace()
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execvpe(command[0], command, env)
-    except FileNotFoundError:
-        print(f"fairpool run: {command[0]}: command not found", file=sys.stderr)
-        return 127
     except OSError as exc:
-        print(f"fairpool run: {command[0]}: {exc.strerror or exc}", file=sys.stderr)
-        return 126
+        problem, status = _exec_failure(command, env, exc)
+        print(f"fairpool run: {_shown(command[0])}: {problem}", file=sys.stderr)
+        return status
+    except ValueError as exc:  # nothing os.execvpe refuses is left unchecked above; kept one line regardless
+        print(f"fairpool run: {_shown(command[0])}: {exc}", file=sys.stderr)
+        return 2

@@ -29,13 +29,18 @@ caller holds the lock, and the lock is never left owned by nobody.
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import _hubchannel
 from ._native import TIMEOUT_MAX, LockContext, allocate_lock, local
 from ._waiters import GreenWaiter, NativeWaiter
 
-__all__ = ["HybridRLock"]
+__all__ = ["HybridCondition", "HybridRLock"]
+
+T = TypeVar("T")
 
 #: The owner token of a caller while greenlet itself is being finalized (interpreter exit).
 _FINALIZING = object()
@@ -381,3 +386,182 @@ class HybridRLock(LockContext):
             f"<{'locked' if owner is not None else 'unlocked'} {name} object owner={owner!r} "
             f"count={self._depth} waiters={self._queued} at {id(self):#x}>"
         )
+
+
+class HybridCondition:
+    """A condition variable green threads and native threads can share, under ``eventlet.monkey_patch()`` too.
+
+    ``threading.Condition`` makes a lock per waiter; once threading is patched
+    that lock is green, and a native thread can neither wait on it nor wake a
+    green thread through it. Here each waiter waits the way its caller does:
+    a green thread green (its hub keeps running), a native thread on a native
+    lock, and :meth:`notify` wakes either kind from either kind. Otherwise it
+    is a ``threading.Condition``: same methods, same errors.
+
+    Thread rules: the queue of waiters changes only under ``_mutex``, a native
+    lock held for a few operations, never while waiting.
+
+    Args:
+        lock: The lock it goes with; a new :class:`HybridRLock` if None. Any
+            lock a green and a native thread can share (a ``HybridRLock``);
+            another lock works as with ``threading.Condition``.
+    """
+
+    def __init__(self, lock: Any = None) -> None:
+        self._lock = HybridRLock() if lock is None else lock
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+        self._mutex = allocate_lock()
+        self._waiters: deque[GreenWaiter | NativeWaiter] = deque()
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def __repr__(self) -> str:
+        return f"<fairpool.HybridCondition({self._lock!r}, {len(self._waiters)} waiting)>"
+
+    def _is_owned(self) -> bool:
+        owned = getattr(self._lock, "_is_owned", None)
+        if owned is not None:
+            return bool(owned())
+        if self._lock.acquire(False):  # a plain lock: free means the caller does not hold it
+            self._lock.release()
+            return False
+        return True
+
+    def _release_save(self) -> Any:
+        save = getattr(self._lock, "_release_save", None)
+        if save is not None:
+            return save()
+        self._lock.release()
+        return None
+
+    def _acquire_restore(self, state: Any) -> None:
+        restore = getattr(self._lock, "_acquire_restore", None)
+        if restore is not None:
+            restore(state)
+        else:
+            self._lock.acquire()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Let go of the lock, wait for a notify or ``timeout`` seconds, take the lock back.
+
+        Args:
+            timeout: The most seconds to wait; None: no limit.
+
+        Returns:
+            True if notified, False if the timeout passed first.
+
+        Raises:
+            RuntimeError: The caller does not hold the lock.
+        """
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        channel = _hubchannel.green_channel() if _getcurrent() is not _FINALIZING else None
+        waiter: GreenWaiter | NativeWaiter = GreenWaiter(channel) if channel is not None else NativeWaiter()
+        with self._mutex:
+            self._waiters.append(waiter)  # before the lock is let go: no notify can pass it by
+        try:
+            state = self._release_save()
+        except BaseException:
+            self._forget(waiter)
+            raise
+        notified = False
+        try:
+            notified = _wait_for_notify(waiter, timeout)
+        finally:
+            if not notified:
+                notified = self._forget(waiter)
+            self._acquire_restore(state)
+        return notified
+
+    def _forget(self, waiter: GreenWaiter | NativeWaiter) -> bool:
+        """Take ``waiter`` out of the queue; True if a notify took it out first (it was notified)."""
+        with self._mutex:
+            try:
+                self._waiters.remove(waiter)
+                notified = False
+            except ValueError:
+                notified = True
+        if isinstance(waiter, GreenWaiter):
+            waiter.give_up()  # uncounts a waiter that never waited (no-op once it did)
+        return notified
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """Wait until ``predicate()`` is true or ``timeout`` seconds pass; its last result.
+
+        Args:
+            predicate: Called with the lock held, before each wait and after it.
+            timeout: The most seconds to wait in all; None: no limit.
+
+        Raises:
+            RuntimeError: The caller does not hold the lock.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            left = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+            self.wait(left)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters, green or native, in the order they began to wait.
+
+        Raises:
+            RuntimeError: The caller does not hold the lock.
+        """
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        woken = []
+        with self._mutex:
+            while n > 0 and self._waiters:
+                woken.append(self._waiters.popleft())
+                n -= 1
+        for waiter in woken:
+            waiter.answer(None)
+
+    def notify_all(self) -> None:
+        """Wake every waiter.
+
+        Raises:
+            RuntimeError: The caller does not hold the lock.
+        """
+        self.notify(len(self._waiters))
+
+    def notifyAll(self) -> None:  # noqa: N802 - threading.Condition's old name
+        """Deprecated alias of :meth:`notify_all` (as ``threading.Condition`` has)."""
+        self.notify_all()
+
+
+def _wait_for_notify(waiter: GreenWaiter | NativeWaiter, timeout: float | None) -> bool:
+    """Wait green or natively until ``waiter`` is answered (True) or ``timeout`` passes (False)."""
+    if isinstance(waiter, NativeWaiter):
+        if timeout is None:
+            return waiter.wait()
+        return waiter.wait(min(max(timeout, 0.0), TIMEOUT_MAX))
+    if timeout is None:
+        waiter.wait()  # an eventlet.Timeout or kill() is raised in here
+        return True
+    if timeout <= 0:
+        waiter.give_up()
+        return waiter.answered
+    from eventlet.timeout import Timeout
+
+    timer = Timeout(timeout)  # our own: only this one instance means "timed out"
+    try:
+        waiter.wait()
+        return True
+    except Timeout as exc:
+        if exc is not timer:
+            raise
+        return False
+    finally:
+        timer.cancel()

@@ -384,6 +384,78 @@ def test_no_command_and_a_missing_command() -> None:
     assert proc.returncode == 127 and "no-such-command-fairpool: command not found" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("empty name", 127, "'': command not found (the command name is empty"),
+        ("directory", 126, "Is a directory"),
+        ("not executable", 126, "Permission denied"),
+        ("missing interpreter", 126, "bad interpreter /nonexistent/python3 (its #! line)"),
+        ("no #! line", 126, "Exec format error"),
+        ("missing path", 127, "No such file or directory"),
+        ("name with a space", 127, "'no such command': command not found"),
+    ],
+)
+def test_a_command_that_cannot_run_is_one_line_and_a_shell_s_status(
+    tmp_path: Path, case: str, status: int, message: str
+) -> None:
+    (tmp_path / "dir").mkdir()
+    script(tmp_path, "plain.py", "print('ran')\n")
+    bad = script(tmp_path, "bad.py", "#!/nonexistent/python3\nprint('ran')\n")
+    bad.chmod(0o755)
+    bare = script(tmp_path, "bare", "echo ran\n")
+    bare.chmod(0o755)
+    command = {
+        "empty name": "",
+        "directory": str(tmp_path / "dir"),
+        "not executable": str(tmp_path / "plain.py"),
+        "missing interpreter": str(bad),
+        "no #! line": str(bare),
+        "missing path": str(tmp_path / "nothing"),
+        "name with a space": "no such command",
+    }[case]
+    proc = fairpool_run("--", command)
+    assert "Traceback" not in proc.stderr, f"{case}: {proc.stderr}"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fairpool run: "), f"{case}: not one line: {proc.stderr!r}"
+    assert message in lines[0], f"{case}: {lines[0]!r} should say {message!r}"
+    assert proc.returncode == status, f"{case}: exit status {proc.returncode}, expected {status}"
+    assert "ran" not in proc.stdout
+
+
+def _main_in_a_child(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``autopatch.main(argv)`` in a child (arguments no command line could pass to ``fairpool run``)."""
+    code = "import sys, fairpool.autopatch as a; sys.exit(a.main(sys.stdin.read().split(chr(10))))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        input="\n".join(argv),
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_a_nul_in_the_command_is_bad_usage() -> None:
+    proc = _main_in_a_child("--", "/bin/true", "a\0b")
+    assert "Traceback" not in proc.stderr and proc.returncode == 2, proc
+    assert "argument 1 contains a NUL character" in proc.stderr, proc.stderr
+    proc = _main_in_a_child("--", "tr\0ue")
+    assert proc.returncode == 2 and "the command name contains a NUL" in proc.stderr, proc.stderr
+
+
+def test_an_argument_list_too_long_is_one_line() -> None:
+    proc = _main_in_a_child("--", "/bin/true", "x" * 200_000)  # over Linux's 128 KiB for one argument
+    assert "Traceback" not in proc.stderr and proc.returncode == 126, proc
+    assert proc.stderr.count("\n") == 1 and "Argument list too long (2 arguments" in proc.stderr, proc.stderr
+
+
+def test_a_command_without_the_separator_after_options_is_named() -> None:
+    proc = fairpool_run("--threads", "4", sys.executable, "-c", "print('ran')")
+    assert proc.returncode == 2 and "ran" not in proc.stdout, proc
+    assert f"unrecognized argument {sys.executable}: put '--' before the command" in proc.stderr, proc.stderr
+
+
 def test_options_become_the_variables_fairpool_reads() -> None:
     env = autopatch.environment({"PATH": "/bin"}, threads=4, hub_watch="0.1", otel="metrics, spans")
     assert env["EVENTLET_THREADPOOL_SIZE"] == "4" and env["FAIRPOOL_HUB_WATCH"] == "0.1"

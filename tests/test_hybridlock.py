@@ -547,3 +547,132 @@ def test_a_signal_handler_that_takes_the_lock_never_deadlocks_its_own_thread() -
         timeout=60,
     )
     assert out.strip() == "handled True free True", out
+
+
+_MIXED_CONDITION = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import eventlet
+eventlet.monkey_patch()
+import fairpool
+native_sleep = eventlet.patcher.original("time").sleep
+
+mode = {mode!r}
+cond = {condition}
+ready, entered, ticks = [], [], []
+
+def ticker():
+    while not ready:
+        ticks.append(1)
+        eventlet.sleep(0.01)
+
+def waiter():
+    with cond:
+        entered.append(1)  # the lock is let go only inside wait(): a notifier holding it finds us waiting
+        woken = cond.wait(10)  # True: notified; False: only the timeout ended it
+        return woken, bool(ready), cond.wait(0)
+
+def notifier(sleep):
+    while len(entered) < 3:
+        sleep(0.01)
+    sleep(0.3)  # the waiters wait meanwhile: a green one must let its hub run (the ticker ticks)
+    with cond:
+        ready.append(1)
+        cond.notify_all()
+
+pool = fairpool.Pool(4, name="p")
+if mode == "native-waits":
+    futs = [pool.submit(waiter) for _ in range(3)]
+    eventlet.spawn(notifier, eventlet.sleep)
+    results = [f.result(timeout=15) for f in futs]
+else:
+    eventlet.spawn(ticker)
+    pool.submit(notifier, native_sleep)
+    greens = [eventlet.spawn(waiter) for _ in range(3)]
+    results = [g.wait() for g in greens]
+print(results, "ticks", len(ticks))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["native-waits", "green-waits"])
+def test_hybrid_condition_wakes_native_and_green_waiters_under_monkey_patch(mode: str) -> None:
+    # The issue: threading.Condition(HybridRLock()) under eventlet.monkey_patch() makes green waiter
+    # locks; a pool thread waiting on one was never woken by a green notify (nor the reverse).
+    condition = "fairpool.HybridCondition(fairpool.HybridRLock())"
+    out = run_script(_MIXED_CONDITION.format(mode=mode, condition=condition), timeout=50)
+    results, ticks = out.split(" ticks ")
+    expected = "[(True, True, False), (True, True, False), (True, True, False)]"
+    assert results == expected, f"{mode}: (notified, ready, wait(0)) per waiter: {out}"
+    if mode == "green-waits":
+        assert int(ticks) >= 5, f"the hub did not run while green threads waited ({ticks.strip()} ticks)"
+
+
+def test_hybrid_condition_refuses_a_caller_without_the_lock_and_times_out() -> None:
+    cond = fairpool.HybridCondition()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        cond.wait(0.01)
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        cond.notify()
+    with cond:
+        assert cond.wait(0.01) is False and cond.wait(-1) is False
+        assert cond.wait_for(lambda: 0, timeout=0.01) == 0
+        cond.notify_all()
+    assert "0 waiting" in repr(cond) and not cond._lock.locked()
+
+
+_CONDITION_RACE = """
+import warnings
+warnings.simplefilter("ignore")
+import eventlet
+eventlet.monkey_patch()
+import fairpool
+native_sleep = eventlet.patcher.original("time").sleep
+
+import collections
+
+class Counted(collections.deque):
+    popped = 0
+
+    def popleft(self):  # only notify() takes waiters this way, under the condition's mutex
+        waiter = super().popleft()
+        Counted.popped += 1
+        return waiter
+
+cond = fairpool.HybridCondition()
+cond._waiters = Counted()
+woken, done = [0], []
+
+def waiter(rounds):
+    for _ in range(rounds):
+        with cond:
+            if cond.wait(0.001):
+                woken[0] += 1
+    done.append(1)
+
+def notifier(sleep):
+    while len(done) < 4:
+        with cond:
+            cond.notify()
+        sleep(0.0005)
+
+pool = fairpool.Pool(4, name="p")
+futs = [pool.submit(waiter, 300) for _ in range(2)] + [pool.submit(notifier, native_sleep)]
+greens = [eventlet.spawn(waiter, 300) for _ in range(2)] + [eventlet.spawn(notifier, eventlet.sleep)]
+for g in greens:
+    g.wait()
+for f in futs:
+    f.result(timeout=60)
+with cond:
+    assert not cond._waiters, cond
+print(woken[0], Counted.popped)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_hybrid_condition_notifies_racing_timeouts_are_counted_once() -> None:
+    # A notify that takes a waiter whose timeout is running out: the wait reports it as notified.
+    out = run_script(_CONDITION_RACE, timeout=100)
+    woken, popped = map(int, out.split())
+    assert woken == popped, f"{woken} waits said notified, {popped} notifies took a waiter"
+    assert popped > 0, "no notify ever found a waiter: the race was not exercised"

@@ -14,6 +14,10 @@ run here in three worlds:
   is the unpatched ``threading.Condition``: the patched one makes green
   waiter locks, which no native thread can wait on, whatever its lock.
 
+The Condition tests run once more on ``fairpool.HybridCondition``, in each
+world: there it is the same class everywhere, and in the mixed world the
+body (a green thread) waits green while the native helpers notify it.
+
 The test classes are imported and subclassed, never copied. Every case
 passes; none is excluded.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from fairpool import HybridRLock
+from fairpool import HybridCondition, HybridRLock
 
 from .conftest import run_script
 
@@ -52,13 +56,17 @@ class TestConditionOnHybridRLockNative(lock_tests.ConditionTests):  # type: igno
     condtype = staticmethod(hybrid_condition)
 
 
+class TestHybridConditionNative(lock_tests.ConditionTests):  # type: ignore[misc]
+    condtype = staticmethod(HybridCondition)
+
+
 _SCRIPT = """
 import eventlet
 eventlet.monkey_patch()
 import sys
 import unittest
 from test import lock_tests
-from fairpool import HybridRLock
+from fairpool import HybridCondition, HybridRLock
 
 WORLD = {world!r}
 if WORLD == "mixed":
@@ -76,6 +84,9 @@ else:
 def condition(lock=None):
     return Condition(HybridRLock() if lock is None else lock)
 
+if {hybrid!r}:
+    condition = HybridCondition
+
 class Case(lock_tests.{cls}):
     locktype = staticmethod(HybridRLock)
     condtype = staticmethod(condition)
@@ -89,7 +100,9 @@ sys.exit(0 if result.wasSuccessful() and result.testsRun else 1)
 
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("world", ["green", "mixed"])
-@pytest.mark.parametrize("cls", ["RLockTests", "ConditionTests"])
+@pytest.mark.parametrize("cls", ["RLockTests", "ConditionTests", "ConditionTests on HybridCondition"])
 def test_cpython_lock_tests_pass_in_green_and_mixed_worlds(world: str, cls: str) -> None:
-    out = run_script(_SCRIPT.format(world=world, cls=cls), timeout=180)
+    hybrid = cls.endswith("HybridCondition")
+    script = _SCRIPT.format(world=world, cls=cls.split()[0], hybrid=hybrid)
+    out = run_script(script, timeout=180)
     assert out.startswith("ran ") and out.strip().endswith("failed 0"), out

@@ -810,6 +810,132 @@ def test_rendering_a_huge_container_touches_a_bounded_number_of_items(kind: str)
     assert "K0" in text and text.endswith("..."), text
 
 
+_WRAPPER_KINDS = [
+    "MappingProxyType",
+    "ChainMap",
+    "UserDict",
+    "UserList",
+    "UserString",
+    "SimpleNamespace",
+    "KeysView",
+    "ItemsView",
+    "ValuesView",
+    "odict_items",
+    "dataclass",
+    "exception",
+    "slice",
+    "partial",
+    "bound method",
+]
+
+
+def _wrapped(kind: str, keys: list[Any]) -> Any:
+    """A standard-library wrapper of kind ``kind`` around ``len(keys)`` items."""
+    import collections.abc as abc
+    import dataclasses
+    import functools
+    import types
+    from collections import ChainMap, OrderedDict, UserDict, UserList, UserString
+
+    @dataclasses.dataclass
+    class Holder:
+        table: dict[Any, int]
+
+    table = dict.fromkeys(keys, 0)
+    return {
+        "MappingProxyType": lambda: types.MappingProxyType(table),
+        "ChainMap": lambda: ChainMap({}, table),
+        "UserDict": lambda: UserDict(table),
+        "UserList": lambda: UserList(keys),
+        "UserString": lambda: UserString("x" * (len(keys) * 10)),
+        "SimpleNamespace": lambda: types.SimpleNamespace(table=table),
+        "KeysView": lambda: abc.KeysView(table),
+        "ItemsView": lambda: abc.ItemsView(table),
+        "ValuesView": lambda: abc.ValuesView(dict.fromkeys(range(len(keys)), keys[0])),
+        "odict_items": lambda: OrderedDict.fromkeys(keys, 0).items(),
+        "dataclass": lambda: Holder(table),
+        "exception": lambda: ValueError("bad table", table),
+        "slice": lambda: slice(keys, None),
+        "partial": lambda: functools.partial(print, table),
+        "bound method": lambda: UserDict(table).keys,
+    }[kind]()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", _WRAPPER_KINDS)
+def test_a_huge_standard_library_wrapper_is_walked_in_bounded_work(kind: str) -> None:
+    """The standard library's wrappers around a container are walked like it, not repr'd whole.
+
+    Checked (types an argument may be whose stock repr is O(n) of what it holds): walked here are
+    ``types.MappingProxyType``, ``collections.ChainMap`` (its maps; iterating it copies them all),
+    ``UserDict``/``UserList``/``UserString`` (their ``data``), ``types.SimpleNamespace``, the
+    ``collections.abc`` views (``KeysView``, ``ItemsView``, ``ValuesView``), ``OrderedDict``'s views,
+    dataclasses (the generated repr), exceptions (``BaseException.__repr__``: their args),
+    ``slice``, ``functools.partial``, ``fractions.Fraction`` (huge ints by size), a bound method
+    (``<bound method C.f of SELF>`` writes its object's repr), ``os.environ``. Were already:
+    the builtin containers, ``deque``, ``array``, ``memoryview``, dict views, named tuples.
+    Left to their repr, O(1) or sized by the value itself: ``range``, ``enum`` members, ``float``,
+    ``complex``, ``decimal.Decimal`` (linear in its digits, as a str is before the cut),
+    ``weakref`` dicts, ``queue.Queue``, ``threading`` objects (the default ``<... at 0x>`` repr).
+    Not walked (their repr holds a value's repr, rare as arguments): ``itertools.repeat``,
+    ``operator.itemgetter`` with many keys, an enum member whose value is huge.
+    """
+    keys = [_Key(i) for i in range(200_000)]
+    value = _wrapped(kind, keys)
+    _Key.touched = _Key.compared = 0
+    tracemalloc.start()
+    try:
+        text = trace.bounded_repr(value)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < RENDER_PEAK, f"{kind}: {peak:,} bytes allocated to render it"
+    assert _Key.compared == 0, f"{kind}: sorted ({_Key.compared:,} comparisons)"
+    assert _Key.touched <= trace.ARG_REPR_LIMIT // 2, f"{kind}: {_Key.touched:,} items rendered"
+    assert len(text) <= trace.ARG_REPR_LIMIT and text.endswith("..."), f"{kind}: {text!r}"
+
+
+def test_small_standard_library_wrappers_are_rendered_as_repr_renders_them() -> None:
+    import collections.abc as abc
+    import dataclasses
+    import fractions
+    import functools
+    import types
+    from collections import ChainMap, OrderedDict, UserDict, UserList, UserString
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        hidden: str = dataclasses.field(default="h", repr=False)
+
+    for value in [
+        types.MappingProxyType({1: 2}),
+        types.MappingProxyType({}),
+        ChainMap({1: 2}, {3: 4}),
+        ChainMap(),
+        UserDict({1: 2}),
+        UserList([1]),
+        UserString("ab"),
+        types.SimpleNamespace(a=1, b=[2]),
+        abc.KeysView({1: 2}),
+        abc.ItemsView({1: 2}),
+        OrderedDict(a=1).items(),
+        OrderedDict(a=1).keys(),
+        OrderedDict(a=1).values(),
+        Point(1),
+        ValueError(),
+        ValueError("x"),
+        KeyError(1, {2: 3}),
+        slice(1, {2: 3}),
+        functools.partial(print, 1, sep="-"),
+        fractions.Fraction(3, 4),
+        UserDict({1: 2}).keys,
+        _Key(7).__repr__,
+    ]:
+        assert trace.bounded_repr(value) == repr(value), value
+    assert trace.bounded_repr(os.environ).startswith("environ({"), "os.environ as its repr starts"
+
+
 def test_a_class_s_own_repr_is_kept_and_cut() -> None:
     class Secret(dict):  # type: ignore[type-arg]
         def __repr__(self) -> str:
