@@ -101,13 +101,20 @@ def test_a_done_callback_that_waits_for_the_call_it_submitted_gets_it(
 
 @pytest.mark.timeout(60)
 def test_without_any_timeout_the_chain_and_its_caller_are_answered() -> None:
-    """finding_2_deadlock: the callback waits with no timeout, the caller too (in a thread: a hang fails)."""
+    """finding_2_deadlock: the callback waits with no timeout, the caller too (in a thread: a hang fails).
+
+    A guard: on the base commit helping already ran the call in the waiting worker; now a
+    free worker may take it first, and either way each is answered once.
+    """
     pool = fairpool.Pool(4, name="cbnotimeout", exit_timeout=0)
     got: list[Any] = []
 
+    release = threading.Event()
+
     def caller() -> None:
-        future = pool.submit(lambda: 1)
+        future = pool.submit(lambda: release.wait(ANSWER) and 1)
         future.add_done_callback(lambda _: got.append(pool.submit(lambda: 2).result()))
+        release.set()  # the call returns after the callback was added: a worker runs it
         got.append(future.result())
 
     thread = threading.Thread(target=caller, daemon=True)
