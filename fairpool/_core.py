@@ -43,7 +43,7 @@ from ._job import (
     move,
 )
 from ._native import monotonic
-from ._workers import Worker, WorkerSet
+from ._workers import AGAIN, Worker, WorkerSet
 from .errors import CancelledByShutdown, FairpoolError, PoolClosed
 from .statistics import new_window
 
@@ -57,6 +57,23 @@ __all__ = ["WAKE_AHEAD", "Core"]
 #: this bound (docs/benchmarks.md, "Busy host"). A bounded queue wakes one per call (its
 #: bound does not count the calls a worker is on its way to).
 WAKE_AHEAD = 2
+
+
+def _answer_runs_callbacks(out: list[Job]) -> bool:
+    """Whether answering ``out`` runs a future's done-callbacks (user code) in this thread.
+
+    A worker that answers such a job answers it before it goes idle (``next_locked``
+    returns AGAIN): idle, it would be the first woken for a call its callbacks submit,
+    and that call would wait for the callbacks to return, other workers idle meanwhile.
+    Read without the future's lock: a callback added from now until the future is
+    settled finds the worker idle, and takes it out of the idle stack before it runs
+    (``PoolFuture._invoke_callbacks``, ``fairpool._workers.stop_idling``).
+    """
+    for job in out:
+        waiter = job.waiter
+        if waiter is not None and waiter.needs_start and waiter._done_callbacks and job.state in ANSWERED:
+            return True
+    return False
 
 
 class Core:
@@ -260,7 +277,12 @@ class Core:
                     self.close_locked(job, FairpoolError(message), out)
 
     def next_locked(self, worker: Worker, out: list[Job]) -> Any:
-        """The next job for ``worker`` (now RUNNING), None to go idle, or EXIT to stop."""
+        """The next job for ``worker`` (now RUNNING), None to go idle, EXIT to stop, or AGAIN.
+
+        AGAIN: the queue is empty but ``out`` holds a future whose answer runs its
+        done-callbacks in this worker: it answers them, then asks again (it is not
+        idle meanwhile, so a call they submit wakes another worker).
+        """
         admission, workers = self.admission, self.workers
         coming = worker.coming  # woken or started for a queued call: it takes one before it retires
         if coming:  # workers.arrived(worker), spelled out: the hot path
@@ -277,6 +299,8 @@ class Core:
                 worker.job = None
                 if self.closed:
                     return workers.retire(worker)
+                if out and _answer_runs_callbacks(out):
+                    return AGAIN  # not idle while it runs done-callbacks: they may submit (and wait)
                 workers.idle.append(worker)
                 return None
             if job.cancel_requested:  # its caller gave up; the cancel is still on its way

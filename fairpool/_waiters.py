@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from ._hubchannel import HubChannel, current_greenlet, green_channel
 from ._job import Job
 from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched, worker_local
-from ._workers import help_with
+from ._workers import help_with, stop_idling
 from .errors import CancelledByShutdown
 
 __all__ = ["AsyncioWaiter", "GreenWaiter", "NativeWaiter", "PoolFuture", "settle_inline"]
@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 _WAITING = (_PENDING, _RUNNING)  # a Future's states in which result() would wait
 _futures_logger = logging.getLogger("concurrent.futures")  # where Future logs a failing callback
-_SETTLED = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)  # done(): its callbacks have run
+_SETTLED = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)  # done(): a callback added now runs at once
 
 
 class GreenWaiter:
@@ -150,7 +150,10 @@ class PoolFuture(Future[T]):
       green: the hub runs other green threads meanwhile.
     * ``cancel()`` succeeds while the call is queued, and takes it out: it never runs.
     * It is settled from the answering thread, after the pool's lock is
-      released; its done-callbacks run there.
+      released; its done-callbacks run there, after every waiter was released
+      (``result()`` and ``exception()``, native or green,
+      ``concurrent.futures.wait()``, ``asyncio.wrap_future``): a slow or
+      blocking callback delays none of them (:meth:`_invoke_callbacks`).
     """
 
     needs_start = True
@@ -174,6 +177,7 @@ class PoolFuture(Future[T]):
         self._fairpool_done.acquire()
         self._fairpool_open = False  # _fairpool_done was released (under _condition)
         self._fairpool_deferred: tuple[bool, Any] | None = None  # an inline outcome (settle_inline)
+        self._fairpool_green: list[GreenWaiter] = []  # green result()/exception() waits (under _condition)
 
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
@@ -239,32 +243,57 @@ class PoolFuture(Future[T]):
                 return
         _one_at_a_time(functools.partial(_call_done_callback, fn, self))
 
-    def set_result(self, result: T) -> None:
-        super().set_result(result)
-        self._open()
+    def _invoke_callbacks(self) -> None:
+        """The future was just settled (Future's set_result, set_exception, cancel): release
+        every waiter, then run the done-callbacks, each once, in this thread.
 
-    def set_exception(self, exception: BaseException | None) -> None:
-        super().set_exception(exception)
-        self._open()
-
-    def _open(self) -> None:
-        """The future is settled: let native waiters through (once)."""
+        Waiters first: native and green ``result()``/``exception()`` waits,
+        ``concurrent.futures.wait()`` on a cancelled future, and
+        ``asyncio.wrap_future``'s hand-over to its loop (a done-callback of
+        asyncio's that only schedules, run ahead of the others). Then the other
+        callbacks in the order they were added; one that raises an Exception is
+        logged as ``concurrent.futures`` logs it, and a BaseException is raised
+        only after the rest ran.
+        """
         with self._condition:
-            if self._fairpool_open:
-                return
+            if self._state == _CANCELLED:  # tell concurrent.futures.wait() and as_completed() now
+                self.set_running_or_notify_cancel()
+            green = self._fairpool_green
+            if green:
+                self._fairpool_green = []
+            callbacks = list(self._done_callbacks)
+            opening = not self._fairpool_open  # let native waiters through, once
             self._fairpool_open = True
-        self._fairpool_done.release()
+        if opening:
+            self._fairpool_done.release()
+        for waiter in green:
+            waiter.answer(None)
+        if not callbacks:
+            return
+        if worker_local.worker is not None:
+            stop_idling()  # a worker runs them: not idle meanwhile
+        wakers = [fn for fn in callbacks if getattr(fn, "__module__", None) == "asyncio.futures"]
+        if wakers:
+            callbacks = wakers + [fn for fn in callbacks if fn not in wakers]
+        error: BaseException | None = None
+        for fn in callbacks:
+            try:
+                _call_done_callback(fn, self)
+            except BaseException as exc:  # noqa: BLE001 - raised once the other callbacks ran
+                if error is None:
+                    error = exc
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
 
     # -- the caller's side ---------------------------------------------------
     def cancel(self) -> bool:
         if not super().cancel():
             return False
-        with self._condition:
-            if self._state == _CANCELLED:
-                # Its call never runs, so no worker will tell concurrent.futures.wait()
-                # and as_completed() (CPython's does when it dequeues the item): now.
-                self.set_running_or_notify_cancel()
-        self._open()
+        # Its call never runs, so no worker tells concurrent.futures.wait() and
+        # as_completed() (CPython's does when it dequeues the item): _invoke_callbacks did.
         job, cancel = self._fairpool_job, self._fairpool_cancel
         if job is not None and cancel is not None:
             self._fairpool_job = self._fairpool_cancel = None
@@ -308,23 +337,22 @@ class PoolFuture(Future[T]):
         channel = green_channel()
         if channel is None:
             return False
-        waiter = GreenWaiter(channel)
-
-        def done(_future: Future[Any]) -> None:
-            waiter.answer(None)
-
+        with self._condition:
+            if self._state not in _WAITING:
+                return True  # settled meanwhile
+            waiter = GreenWaiter(channel)
+            self._fairpool_green.append(waiter)  # answered by _invoke_callbacks, before the callbacks
         timer = None
         if timeout is not None:
             timer = channel.hub.schedule_call_global(max(0.0, timeout), waiter.answer, None)
-        Future.add_done_callback(self, done)  # at once if done: this thread waits for it next
         try:
             waiter.wait()
         finally:
             if timer is not None:
                 timer.cancel()
             with self._condition:
-                if done in self._done_callbacks:
-                    self._done_callbacks.remove(done)  # a timed-out wait leaves nothing behind
+                if waiter in self._fairpool_green:
+                    self._fairpool_green.remove(waiter)  # a timed-out wait leaves nothing behind
         return True
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._core import Core
 
 __all__ = [
+    "AGAIN",
     "EXIT",
     "Worker",
     "WorkerSet",
@@ -41,6 +42,7 @@ __all__ = [
     "help_with",
     "not_started",
     "start_thread",
+    "stop_idling",
     "work",
     "worker_failed",
 ]
@@ -56,6 +58,10 @@ fault_hook: Callable[[str, Job], None] | None = None
 
 #: What ``next_locked`` returns to tell a worker to exit.
 EXIT: Any = object()
+
+#: What ``next_locked`` returns to tell a worker to answer its calls (their futures'
+#: done-callbacks run there), then ask again: not idle while those run.
+AGAIN: Any = object()
 
 
 _worker_local = worker_local  # which pool's worker this native thread is (kept in _native)
@@ -74,7 +80,7 @@ def forget_worker_after_fork() -> None:
 class Worker:
     """One worker thread's record. Fields change under the pool's lock."""
 
-    __slots__ = ("coming", "helped", "index", "job", "name", "thread", "wake")
+    __slots__ = ("coming", "helped", "index", "job", "name", "stopped_idling", "thread", "wake")
 
     def __init__(self, index: int, name: str) -> None:
         self.index = index
@@ -85,6 +91,7 @@ class Worker:
         self.thread: Any = None
         self.job: Job | None = None  # the job it runs now (for shutdown, fork and faults)
         self.helped: list[Job] = []  # jobs its call waits on and it runs itself (help), innermost last
+        self.stopped_idling = False  # taken out of the idle stack by stop_idling (its own thread only)
 
 
 class WorkerSet:
@@ -235,10 +242,16 @@ def work(core: Core, worker: Worker) -> None:
                         report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
                     out.clear()
             if job is None:
+                if worker.stopped_idling:  # it ran done-callbacks meanwhile: look again, not idle
+                    worker.stopped_idling = False
+                    continue
                 worker.wake.acquire()  # idle until a call, a resize or a shutdown
                 continue
             if job is EXIT:
                 return
+            if job is AGAIN:  # it answered (ran done-callbacks) before going idle: now look again
+                job = None
+                continue
             # job.waiter, read twice rather than kept in a local: a local would keep the last
             # call's waiter (a future, and so its result) alive while this worker idles.
             if job.waiter.needs_start and not job.waiter.start():  # a future cancelled just now: never run it
@@ -256,6 +269,24 @@ def work(core: Core, worker: Worker) -> None:
                     fault_hook("after run", job)
     except BaseException as exc:  # noqa: BLE001 - a fault in fairpool itself, not in the call
         worker_failed(core, worker, ok, result, exc)
+
+
+def stop_idling() -> None:
+    """This thread is about to run a future's done-callbacks: if it is an idle worker, it stops idling.
+
+    A worker answers a future that has done-callbacks before it goes idle (``next_locked``
+    returns AGAIN); one added after its pool looked finds it idle already. Taken out of
+    the idle stack, it is not the worker woken for a call those callbacks submit (which
+    would wait for them to return); it looks at the queue again once they returned.
+    """
+    core: Core | None = _worker_local.core
+    worker: Worker | None = _worker_local.worker
+    if core is None or worker is None or worker not in core.workers.idle:  # read unlocked: only
+        return  # this thread puts it there, and a wake-up only takes it out
+    with core.locked():
+        if worker in core.workers.idle:
+            core.workers.idle.remove(worker)
+            worker.stopped_idling = True
 
 
 def _run_observed(job: Job, worker: Worker) -> tuple[bool, Any]:
