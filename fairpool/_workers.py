@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks
+from . import _hooks, _tally
 from ._faultlog import report_fault
 from ._job import CANCELLED, DONE, Job, move, run_call
 from ._native import allocate_lock, monotonic, os, worker_local
@@ -283,6 +283,7 @@ def not_started(core: Core, worker: Worker) -> None:
         core.busy -= 1
         if move(job, CANCELLED):  # else a shutdown's timeout answered it (CLOSED) meanwhile
             core.cancelled += 1
+            core.count_locked(job, _tally.CANCELLED)
             core.drop_call(job)
             out.append(job)  # not answered: its observers hear it was cancelled
 
