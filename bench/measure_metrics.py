@@ -15,9 +15,11 @@ then): everything included; the difference per call is the collection's cost.
 Two other designs for the histograms, measured the same way (metrics on, the
 pools' tallies swapped for the round): "preaggregated", the pool keeps bucket
 counts and sums per lane under its lock (what exporting them pre-aggregated
-would cost; the SDK cannot take them), and "worker_records", the SDK's
-``Histogram.record`` called in the worker as the call ends (under the pool's
-lock here: an upper bound of recording it after the answer). The machine's
+would cost; the SDK cannot take them; here the buckets are kept in the
+worker after the answer, where fairpool appends its entries, unlocked: a
+correct version needs the pool's lock or buckets per worker, so this is a
+lower bound), and "worker_records", the SDK's
+``Histogram.record`` called in the worker after the answer. The machine's
 load average is reported beside the ratios.
 """
 
@@ -142,29 +144,28 @@ def _other_designs(otel_metrics: Any) -> dict[str, Any]:
     width = len(buckets) + 1
     kept: dict[Any, dict[str, list[Any]]] = {}
 
-    def preaggregated(self: Any, lane: str, outcome: int, wait: float, run: float) -> None:
-        if outcome >= 0:
-            self.count(lane, outcome)
+    def preaggregated(self: Any, job: Any) -> None:
+        started = job.t_started
+        wait, run = started - job.t_queued, job.t_finished - started
         lanes = kept.get(self)
         if lanes is None:
             lanes = kept[self] = {}
-        counts = lanes.get(lane)
+        counts = lanes.get(job.lane)
         if counts is None:
-            counts = lanes[lane] = [0] * (2 * width) + [0.0, 0.0]
+            counts = lanes[job.lane] = [0] * (2 * width) + [0.0, 0.0]
         counts[bisect_left(buckets, wait)] += 1
         counts[2 * width] += wait
-        if outcome >= 0:
+        if job.ok:
             counts[width + bisect_left(buckets, run)] += 1
             counts[2 * width + 1] += run
 
-    def worker_records(self: Any, lane: str, outcome: int, wait: float, run: float) -> None:
-        if outcome >= 0:
-            self.count(lane, outcome)
+    def worker_records(self: Any, job: Any) -> None:
+        started = job.t_started
         instruments = otel_metrics.active().instruments
-        instruments.queue_wait.record(wait, instruments.attributes(self.pool, lane))
-        if outcome >= 0:
-            outcomes = ("returned", "raised")
-            instruments.run.record(run, instruments.attributes(self.pool, lane, outcomes[outcome]))
+        instruments.queue_wait.record(started - job.t_queued, instruments.attributes(self.pool, job.lane))
+        outcome = "returned" if job.ok else "raised"
+        attributes = instruments.attributes(self.pool, job.lane, outcome)
+        instruments.run.record(job.t_finished - started, attributes)
 
     return {"preaggregated": preaggregated, "worker_records": worker_records}
 

@@ -308,7 +308,5 @@ class Core:
             job.state = DONE  # RUNNING -> DONE
             job.ok, job.result = ok, result
             out.append(job)
-            if tally is not None:  # metrics on: counted, and its wait and run time kept to record
-                tally.ran(job.lane, _tally.RETURNED if ok else _tally.RAISED, wait, ran)
-        elif tally is not None:
-            tally.ran(job.lane, -1, wait, ran)  # counted as it was closed or abandoned
+            if tally is not None:  # metrics on (its times go to the tally after the answer: work())
+                tally.count(job.lane, _tally.RETURNED if ok else _tally.RAISED)

@@ -5,16 +5,20 @@ core's side and imports nothing of the metrics. While metrics are off, a core's
 ``tally`` is None and the core pays one attribute test per call for it.
 
 Thread rules: :meth:`Tally.count` and :meth:`Tally.ran` run under the pool's lock only
-(the lock the core holds to move the job anyway). The reader (a collector) takes
+(the lock the core holds to move the job anyway); :meth:`Tally.ran` by the worker that
+ran the call, after its answer, without the lock. The reader (a collector) takes
 :meth:`Tally.counts` without the lock: each lane's list is copied whole (a C-level
-copy under the GIL), and the counts only grow. ``pending`` is a deque: appended under
-the pool's lock, popped by collectors (``popleft`` is atomic).
+copy under the GIL), and the counts only grow. ``pending`` is a deque: appended by
+workers, popped by collectors (``append`` and ``popleft`` are atomic).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
+
+from ._job import DONE
 
 __all__ = [
     "ABANDONED",
@@ -55,15 +59,18 @@ class Tally:
             counts = self.lanes[lane] = [0, 0, 0, 0, 0, 0]
         counts[outcome] += 1
 
-    def ran(self, lane: str, outcome: int, wait: float, run: float) -> None:
-        """A worker ran a call of ``lane`` (``outcome``: see ``pending``). Under the pool's lock."""
-        if outcome >= 0:
-            self.count(lane, outcome)
+    def ran(self, job: Any) -> None:
+        """A worker ran ``job`` and its caller was answered (if still there): keep its times.
+
+        In the worker, after the answer, without the pool's lock (it was counted under it).
+        """
         pending = self.pending
-        if len(pending) < self.max_pending:
-            pending.append((lane, outcome, wait, run))
+        if len(pending) < self.max_pending:  # (may pass it by a few: no lock)
+            started = job.t_started
+            outcome = (RETURNED if job.ok else RAISED) if job.state == DONE else -1
+            pending.append((job.lane, outcome, started - job.t_queued, job.t_finished - started))
         else:
-            self.dropped += 1
+            self.dropped += 1  # (may miss a few: no lock)
 
     def counts(self) -> list[tuple[str, list[int]]]:
         """(lane, counts by outcome) for each lane that had a call: copies, without the lock."""

@@ -210,6 +210,7 @@ def work(core: Core, worker: Worker) -> None:
     ok, result = False, None
     out: list[Job] = []  # what to answer after each release: one list, emptied each time
     job: Any = None  # the job this worker ran last, until it is accounted for
+    done: Any = None  # the job just accounted for, until its times go to the pool's tally
     try:
         while True:
             if core.lock is not lock:  # a fork in the call: this is the child's copy of a worker,
@@ -219,6 +220,7 @@ def work(core: Core, worker: Worker) -> None:
                 if job is not None:
                     core.finish_locked(job, ok, result, out)
                     result = None  # the job holds it now; the caller owns it once answered
+                    done = job
                 job = core.next_locked(worker, out)
             finally:
                 lock.release(out)  # core.unlock(out), spelled out: twice per call
@@ -228,6 +230,11 @@ def work(core: Core, worker: Worker) -> None:
                     except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this worker
                         report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
                     out.clear()
+            if done is not None:  # after the answer, unlocked: the metrics' queue wait and run time
+                tally = core.tally
+                if tally is not None:
+                    tally.ran(done)
+                done = None
             if job is None:
                 worker.wake.acquire()  # idle until a call, a resize or a shutdown
                 continue

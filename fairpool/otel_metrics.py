@@ -16,8 +16,8 @@ Nothing of it is on a caller's path: no observer, no event, no lock, no SDK call
   final state (``fairpool._tally``); the observable counter reads those counts
   at collection;
 * queue waits and run times: the worker that ran a call appends (lane, outcome,
-  wait, run) to its pool's tally, under the lock it takes anyway to hand the
-  outcome back; lock waits and holds and hub stalls are appended by their
+  wait, run) to its pool's tally after its caller was answered (a deque's
+  append: atomic, no lock); lock waits and holds and hub stalls are appended by their
   listeners to the recorder's deques (atomic: no lock). The SDK's recording
   (several microseconds per value: OpenTelemetry's SDK takes no pre-aggregated
   histogram) is done when a reader collects: the collection's callbacks drain
