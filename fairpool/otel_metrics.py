@@ -165,6 +165,7 @@ class MetricsRecorder:
         self._dropped = 0  # lock events and stalls dropped (the pools' tallies count their own)
         self._dropped_lock = allocate_lock()  # only on the overflow path
         self._warned = False
+        self._dropped_before = 0  # what the pools' tallies had dropped when it started (start())
         self._drain_pid = 0  # the process whose green drain runs (start_green_drain)
 
     @property
@@ -209,7 +210,7 @@ class MetricsRecorder:
         self._warn_dropped()
 
     def _warn_dropped(self) -> None:
-        if not self._warned and self.dropped:
+        if not self._warned and self.dropped > self._dropped_before:
             self._warned = True
             from . import _tracefile
 
@@ -530,6 +531,7 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
             meter = otel_metrics.get_meter("fairpool", version, meter_provider=meter_provider)
             instruments = _instruments[meter_provider] = _Instruments(meter)
         recorder = MetricsRecorder(instruments)
+        recorder._dropped_before = recorder.dropped  # warned of by an earlier recorder
         previous = instruments.recorder
         instruments.recorder = recorder
         if previous is not None:  # stopped, not yet collected: its entries go with the new one's

@@ -364,7 +364,7 @@ def test_metrics_put_nothing_on_the_callers_path_the_pool_counts_its_own_calls(m
 
 @pytest.mark.timeout(30)
 def test_past_max_pending_entries_are_dropped_and_counted(
-    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(otel_metrics, "MAX_PENDING", 3)
     recorder = otel.metrics_active()
@@ -378,6 +378,13 @@ def test_past_max_pending_entries_are_dropped_and_counted(
     assert recorder.dropped == 2
     assert metrics.outcomes("m-drop") == {"returned": 5}, "calls are counted even past MAX_PENDING"
     assert metrics.histogram("fairpool.pool.call.queue_wait.duration", pool="m-drop")[0] == 3
+    warned = [r for r in caplog.records if "metric entries are waiting" in r.getMessage()]
+    assert len(warned) == 1, f"{len(warned)} warnings for one recorder's drops"
+    # On again (a new recorder, the same instruments and tallies): no second warning for old drops.
+    otel.instrument(spans=False, metrics=True, meter_provider=metrics.provider)
+    metrics.outcomes("m-drop")
+    warned = [r for r in caplog.records if "metric entries are waiting" in r.getMessage()]
+    assert len(warned) == 1, "the drops an earlier recorder warned of were warned of again"
 
 
 _ENV_SCRIPT = """
