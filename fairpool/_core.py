@@ -19,6 +19,8 @@ Which thread touches what:
   (a call that races a shutdown is refused under the lock instead).
 * ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``, ``exit_timeout``: set once.
 * ``closed_by_exit``: set with ``closed`` when the interpreter's exit closes the pool.
+* ``tally``: set and cleared by the metrics (``fairpool.otel_metrics``) without the lock, one
+  attribute store; read once per move. Its counts change under ``lock`` (``fairpool._tally``).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The metrics (:mod:`fairpool.otel_metrics`) read them at collection; this module 
 core's side and imports nothing of the metrics. While metrics are off, a core's
 ``tally`` is None and the core pays one attribute test per call for it.
 
-Thread rules: :meth:`Tally.count` and :meth:`Tally.ran` run under the pool's lock only
-(the lock the core holds to move the job anyway); :meth:`Tally.ran` by the worker that
-ran the call, after its answer, without the lock. The reader (a collector) takes
+Thread rules: :meth:`Tally.count` runs under the pool's lock only (the lock the core
+holds to move the job anyway); :meth:`Tally.ran` in the worker that ran the call, after
+its answer, without the lock. The reader (a collector) takes
 :meth:`Tally.counts` without the lock: each lane's list is copied whole (a C-level
 copy under the GIL), and the counts only grow. ``pending`` is a deque: appended by
 workers, popped by collectors (``append`` and ``popleft`` are atomic).
