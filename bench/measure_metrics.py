@@ -3,16 +3,24 @@
     python -m bench.measure_metrics metrics_overhead [--full]
     python -m bench.measure_metrics collection_stall [--full]
 
-Metrics off (no observer) against on (the SDK's MeterProvider with an
-InMemoryMetricReader), in one process, rounds interleaved, medians: the round
-trip of a no-op C call from a green thread, and the calls per second of 200
-green callers. "observer" registers a pool observer that does nothing: what
-any observer costs (fairpool's observer slot: a CallInfo per call and its
-events), so that on / observer is what recording metrics adds to it.
-"on, collected" times the same 200 callers and then one collection (the SDK's
-recording of every call happens then): everything included; the difference
-per call is the collection's cost. The machine's load average is reported
-beside the ratios.
+Metrics off against on (the SDK's MeterProvider with an InMemoryMetricReader),
+in one process, rounds interleaved, medians: the round trip of a no-op C call
+from a green thread, and the calls per second of 200 green callers.
+"observer" registers a pool observer that does nothing: what any observer
+costs (fairpool's observer slot: a CallInfo per call and its events; metrics
+no longer use it). "on, collected" times the same 200 callers and then one
+collection (the SDK's recording of the queue waits and run times happens
+then): everything included; the difference per call is the collection's cost.
+
+Two other designs for the histograms, measured the same way (metrics on, the
+pools' tallies swapped for the round): "preaggregated", the pool keeps bucket
+counts and sums per lane under its lock (what exporting them pre-aggregated
+would cost; the SDK cannot take them; here the buckets are kept in the
+worker after the answer, where fairpool appends its entries, unlocked: a
+correct version needs the pool's lock or buckets per worker, so this is a
+lower bound), and "worker_records", the SDK's
+``Histogram.record`` called in the worker after the answer. The machine's
+load average is reported beside the ratios.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ def metrics_overhead() -> dict[str, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from fairpool import _hooks, otel
+    from fairpool import _hooks, _tally, otel, otel_metrics
 
     class Nothing(_hooks.PoolObserver):
         """An observer that does nothing: the observer slot's own cost."""
@@ -65,17 +73,21 @@ def metrics_overhead() -> dict[str, Any]:
     eventlet.sleep(0)  # a hub exists: the callers wait green
     fairpool.execute(noop)
     load_before = os.getloadavg()
-    round_trip: dict[str, list[float]] = {"off": [], "observer": [], "on": []}
-    callers: dict[str, list[float]] = {"off": [], "observer": [], "on": [], "on_collected": []}
+    designs = ("off", "observer", "on", "on_collected", "preaggregated", "worker_records")
+    round_trip: dict[str, list[float]] = {k: [] for k in designs if k != "on_collected"}
+    callers: dict[str, list[float]] = {k: [] for k in designs}
     nothing = Nothing()
     made = counted = 0
+    original_ran = _tally.Tally.ran
     for _ in range(rounds):
-        for name in ("off", "observer", "on", "on_collected"):
+        for name in designs:
             if name == "observer":
                 _hooks.add_observer(nothing)
             elif name != "off":
                 otel.instrument(spans=False, metrics=True, meter_provider=provider)
                 before = _counted(reader)  # drained: each round starts with nothing pending
+                if name in ("preaggregated", "worker_records"):
+                    _tally.Tally.ran = _other_designs(otel_metrics)[name]  # type: ignore[method-assign]
             try:
                 if name != "on_collected":
                     round_trip[name].append(median(_sequential(fairpool.execute, noop, n)))
@@ -87,6 +99,7 @@ def metrics_overhead() -> dict[str, Any]:
                     counted += after - before
                 callers[name].append(200 * per_caller / (time.perf_counter() - t))
             finally:
+                _tally.Tally.ran = original_ran  # type: ignore[method-assign]
                 _hooks.remove_observer(nothing)
                 otel.uninstrument()
     load_after = os.getloadavg()
@@ -108,6 +121,10 @@ def metrics_overhead() -> dict[str, Any]:
         "callers_observer_over_off": ratio(callers["observer"], callers["off"]),
         "callers_on_over_observer": ratio(callers["on"], callers["observer"]),
         "callers_collected_over_off": ratio(callers["on_collected"], callers["off"]),
+        "round_trip_preaggregated_over_off": ratio(round_trip["preaggregated"], round_trip["off"]),
+        "round_trip_worker_records_over_off": ratio(round_trip["worker_records"], round_trip["off"]),
+        "callers_preaggregated_over_off": ratio(callers["preaggregated"], callers["off"]),
+        "callers_worker_records_over_off": ratio(callers["worker_records"], callers["off"]),
         # What a collection costs per call it records (the SDK's counter and two histograms).
         "collection_us_per_call": median(
             [1e6 / c - 1e6 / o for c, o in zip(callers["on_collected"], callers["on"], strict=True)]
@@ -117,6 +134,40 @@ def metrics_overhead() -> dict[str, Any]:
         "load_average": {"before": load_before[0], "after": load_after[0]},
         "cpus": os.cpu_count(),
     }
+
+
+def _other_designs(otel_metrics: Any) -> dict[str, Any]:
+    """``Tally.ran`` of the two designs not taken (see the module docstring), for the bench only."""
+    from bisect import bisect_left
+
+    buckets = otel_metrics.DURATION_BUCKETS
+    width = len(buckets) + 1
+    kept: dict[Any, dict[str, list[Any]]] = {}
+
+    def preaggregated(self: Any, job: Any) -> None:
+        started = job.t_started
+        wait, run = started - job.t_queued, job.t_finished - started
+        lanes = kept.get(self)
+        if lanes is None:
+            lanes = kept[self] = {}
+        counts = lanes.get(job.lane)
+        if counts is None:
+            counts = lanes[job.lane] = [0] * (2 * width) + [0.0, 0.0]
+        counts[bisect_left(buckets, wait)] += 1
+        counts[2 * width] += wait
+        if job.ok:
+            counts[width + bisect_left(buckets, run)] += 1
+            counts[2 * width + 1] += run
+
+    def worker_records(self: Any, job: Any) -> None:
+        started = job.t_started
+        instruments = otel_metrics.active().instruments
+        instruments.queue_wait.record(started - job.t_queued, instruments.attributes(self.pool, job.lane))
+        outcome = "returned" if job.ok else "raised"
+        attributes = instruments.attributes(self.pool, job.lane, outcome)
+        instruments.run.record(job.t_finished - started, attributes)
+
+    return {"preaggregated": preaggregated, "worker_records": worker_records}
 
 
 _STALL_SCRIPT = """

@@ -45,8 +45,9 @@ def _run(full: bool, out_dir: Path, pinned: bool, name: str = "metrics_overhead"
 def test_metrics_overhead(benchmark: Any, full: bool, request: pytest.FixtureRequest, pinned: bool) -> None:
     result = benchmark.pedantic(_run, args=(full, _out_dir(full, request), pinned), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
-    assert set(result["round_trip_us"]) == {"off", "observer", "on"}
-    assert set(result["callers_calls_per_s"]) == {"off", "observer", "on", "on_collected"}
+    designs = {"off", "observer", "on", "preaggregated", "worker_records"}
+    assert set(result["round_trip_us"]) == designs
+    assert set(result["callers_calls_per_s"]) == designs | {"on_collected"}
     # Every call made while metrics were on and collected was counted, once.
     assert result["calls_counted"] == result["calls_made"] > 0, result
 

@@ -19,6 +19,8 @@ Which thread touches what:
   (a call that races a shutdown is refused under the lock instead).
 * ``name``, ``size_source``, ``lane_key``, ``batch_scheduling``, ``exit_timeout``, ``wake_ahead``: set once.
 * ``closed_by_exit``: set with ``closed`` when the interpreter's exit closes the pool.
+* ``tally``: set and cleared by the metrics (``fairpool.otel_metrics``) without the lock, one
+  attribute store; read once per move. Its counts change under ``lock`` (``fairpool._tally``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _hooks, _observed
+from . import _hooks, _observed, _tally
 from ._admission import Admission
 from ._hublock import HubLock
 from ._job import (
@@ -108,6 +110,8 @@ class Core:
         self.futures_cancelled_by_shutdown = 0  # closed calls whose future says cancelled (cancel_futures)
         self.run_total = 0.0  # seconds the calls that finished ran, in all
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
+        factory = _tally.factory  # metrics on: counts by lane and outcome (fairpool._tally)
+        self.tally: _tally.Tally | None = None if factory is None else factory(name)
 
     def closed_error(self) -> PoolClosed:
         if self.closed_by_exit:
@@ -191,6 +195,7 @@ class Core:
             if job.cancel_requested:
                 move(job, CANCELLED)
                 self.cancelled += 1
+                self.count_locked(job, _tally.CANCELLED)
                 out.append(job)
             elif self.closed:
                 job.rejected = True
@@ -216,6 +221,7 @@ class Core:
                 self.admit_held_locked(out)
                 move(job, CANCELLED)
                 self.cancelled += 1
+                self.count_locked(job, _tally.CANCELLED)
                 self.drop_call(job)
                 # A withdrawn job may sit in its lane until a worker skips it (the fair queue
                 # removes in O(1)): it keeps nothing of its caller's. Not answered, so no waiter.
@@ -225,6 +231,7 @@ class Core:
                 pass  # a future cancelled before it started: the worker's start() says so (not_started)
             elif move(job, ABANDONED):
                 self.abandoned += 1
+                self.count_locked(job, _tally.ABANDONED)
                 out.append(job)
             elif job.state == DONE:  # answered, but its caller left without the answer: dropped after all
                 if job.ok:  # counted once: as abandoned now, no longer as completed or failed
@@ -238,11 +245,18 @@ class Core:
         if move(job, CLOSED):
             job.ok, job.result = False, error
             self.drop_call(job)
+            self.count_locked(job, _tally.REJECTED if job.rejected else _tally.CLOSED)
             if not job.rejected:  # a refusal is its caller's exception, not a call closed
                 self.answered_closed += 1
                 if type(error) is CancelledByShutdown and job.waiter.needs_start:  # a future: cancelled
                     self.futures_cancelled_by_shutdown += 1
             out.append(job)
+
+    def count_locked(self, job: Job, outcome: int) -> None:
+        """``job`` reached its final state ``outcome`` (a ``_tally`` index): counted while metrics are on."""
+        tally = self.tally
+        if tally is not None:
+            tally.count(job.lane, outcome)
 
     @staticmethod
     def drop_call(job: Job) -> None:
@@ -306,6 +320,7 @@ class Core:
             if job.cancel_requested:  # its caller gave up; the cancel is still on its way
                 move(job, CANCELLED)
                 self.cancelled += 1
+                self.count_locked(job, _tally.CANCELLED)
                 self.drop_call(job)
                 out.append(job)  # not answered: its observers hear it was cancelled
                 continue
@@ -349,8 +364,10 @@ class Core:
         ``worker.job`` names it until ``next_locked`` (next, same hold of the lock) changes it."""
         self.busy -= 1
         ran = job.t_finished - job.t_started
-        self.window.append((job.t_started - job.t_queued, ran))
+        wait = job.t_started - job.t_queued
+        self.window.append((wait, ran))
         self.run_total += ran
+        tally = self.tally
         if job.state == RUNNING:  # else CLOSED or ABANDONED already (and counted so): dropped
             if ok:
                 self.completed += 1
@@ -359,3 +376,5 @@ class Core:
             job.state = DONE  # RUNNING -> DONE
             job.ok, job.result = ok, result
             out.append(job)
+            if tally is not None:  # metrics on (its times go to the tally after the answer: work())
+                tally.count(job.lane, _tally.RETURNED if ok else _tally.RAISED)

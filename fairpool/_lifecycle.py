@@ -43,7 +43,7 @@ import warnings
 import weakref
 from typing import Any
 
-from . import _hubchannel, _workers
+from . import _hubchannel, _tally, _workers
 from ._core import Core
 from ._faultlog import report_fault, warn
 from ._hublock import HubLock
@@ -398,6 +398,7 @@ def _abandon_now(core: Core, lines: list[str]) -> None:
             if job.cancel_requested:  # its caller left; the cancel was on its way: it never runs
                 move(job, CANCELLED)
                 core.cancelled += 1
+                core.count_locked(job, _tally.CANCELLED)
                 core.drop_call(job)
                 out.append(job)
                 continue

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks
+from . import _hooks, _tally
 from ._faultlog import report_fault
 from ._job import CANCELLED, DONE, NEW, QUEUED, Job, move, run_call
 from ._native import allocate_lock, monotonic, os, worker_local
@@ -223,6 +223,7 @@ def work(core: Core, worker: Worker) -> None:
     ok, result = False, None
     out: list[Job] = []  # what to answer after each release: one list, emptied each time
     job: Any = None  # the job this worker ran last, until it is accounted for
+    done: Any = None  # the job just accounted for, until its times go to the pool's tally
     try:
         while True:
             if core.lock is not lock:  # a fork in the call: this is the child's copy of a worker,
@@ -232,6 +233,7 @@ def work(core: Core, worker: Worker) -> None:
                 if job is not None:
                     core.finish_locked(job, ok, result, out)
                     result = None  # the job holds it now; the caller owns it once answered
+                    done = job
                 job = core.next_locked(worker, out)
             finally:
                 lock.release(out)  # core.unlock(out), spelled out: twice per call
@@ -241,6 +243,11 @@ def work(core: Core, worker: Worker) -> None:
                     except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this worker
                         report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
                     out.clear()
+            if done is not None:  # after the answer, unlocked: the metrics' queue wait and run time
+                tally = core.tally
+                if tally is not None:
+                    tally.ran(done)
+                done = None
             if job is None:
                 if worker.stopped_idling:  # it ran done-callbacks meanwhile: look again, not idle
                     worker.stopped_idling = False
@@ -409,6 +416,7 @@ def not_started(core: Core, worker: Worker) -> None:
         core.busy -= 1
         if move(job, CANCELLED):  # else a shutdown's timeout answered it (CLOSED) meanwhile
             core.cancelled += 1
+            core.count_locked(job, _tally.CANCELLED)
             core.drop_call(job)
             out.append(job)  # not answered: its observers hear it was cancelled
 

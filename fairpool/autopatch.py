@@ -12,7 +12,8 @@ applies ``fairpool.monkey_patch()`` right after its own ``import eventlet``:
   line on stderr; ``0``: off, for one process of the tree);
 * the options become the variables fairpool already reads:
   ``EVENTLET_THREADPOOL_SIZE``, ``FAIRPOOL_TRACE``, ``FAIRPOOL_HUB_WATCH``,
-  ``FAIRPOOL_OTEL``.
+  ``FAIRPOOL_OTEL``, ``FAIRPOOL_METRICS_PORT`` and ``FAIRPOOL_METRICS_ADDR``
+  (a Prometheus endpoint in the service: :mod:`fairpool.metrics_http`).
 
 A service started by systemd or a container entry point gets the same from
 those variables (``fairpool run --print-env`` prints them). Nothing is
@@ -65,12 +66,16 @@ SIZE_VARIABLE = "EVENTLET_THREADPOOL_SIZE"
 TRACE_VARIABLE = "FAIRPOOL_TRACE"
 HUB_WATCH_VARIABLE = "FAIRPOOL_HUB_WATCH"
 OTEL_VARIABLE = "FAIRPOOL_OTEL"
+METRICS_PORT_VARIABLE = "FAIRPOOL_METRICS_PORT"  # fairpool.metrics_http.PORT_VARIABLE
+METRICS_ADDR_VARIABLE = "FAIRPOOL_METRICS_ADDR"  # fairpool.metrics_http.ADDRESS_VARIABLE
 #: The variables behind ``fairpool run``'s options, by option.
 OPTION_VARIABLES = {
     "--threads": SIZE_VARIABLE,
     "--trace": TRACE_VARIABLE,
     "--hub-watch": HUB_WATCH_VARIABLE,
     "--otel": OTEL_VARIABLE,
+    "--metrics-port": METRICS_PORT_VARIABLE,
+    "--metrics-addr": METRICS_ADDR_VARIABLE,
 }
 #: What ``--otel`` accepts, as a comma list.
 OTEL_SIGNALS = ("spans", "metrics")
@@ -97,9 +102,9 @@ def _on_eventlet_imported(*, quiet: bool = False) -> None:
     if fairpool.is_patched():
         return
     fairpool.monkey_patch()
+    endpoint = _serve_metrics()
     message = (
-        f"{CONFIRMATION} in pid {os.getpid()} "
-        f"({AUTOPATCH_VARIABLE}; {_describe_in_process()})"
+        f"{CONFIRMATION} in pid {os.getpid()} ({AUTOPATCH_VARIABLE}; {_describe_in_process()}{endpoint})"
     )
     if not quiet:
         try:
@@ -108,6 +113,35 @@ def _on_eventlet_imported(*, quiet: bool = False) -> None:
         except Exception:  # noqa: BLE001 - no stderr to write to: the log line still goes
             pass
     log.info(message)
+
+
+def _serve_metrics() -> str:
+    """``FAIRPOOL_METRICS_PORT``: serve the metrics (:func:`fairpool.metrics_http.serve`).
+
+    Returns the confirmation line's words for it (empty when not asked). A failure
+    (packages missing, the port in use) is one line on stderr; the service runs on.
+    """
+    raw = os.environ.get(METRICS_PORT_VARIABLE, "").strip()
+    if not raw:
+        return ""
+    from . import metrics_http
+
+    address = os.environ.get(METRICS_ADDR_VARIABLE, "").strip() or metrics_http.DEFAULT_ADDRESS
+    try:
+        port = metrics_http.check_port(raw, METRICS_PORT_VARIABLE)
+        address, port = metrics_http.serve(port, address)
+    except Exception as exc:  # noqa: BLE001 - a feature from the environment must not stop the service
+        line = f"fairpool: metrics not served in pid {os.getpid()}: {exc}"
+        if isinstance(exc, OSError):
+            line += f" ({address}:{raw})"
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - no stderr: the log line still goes
+            pass
+        log.warning(line)
+        return ", metrics=not served"
+    return f", metrics=http://{address}:{port}/metrics"
 
 
 def _describe_in_process() -> str:
@@ -177,11 +211,29 @@ def _check_otel(raw: str, name: str) -> str:
     return "1" if chosen == ["spans"] else ",".join(chosen)
 
 
+def _check_metrics_port(raw: str, name: str) -> str:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a TCP port from 0 (any free port) to 65535, got {raw!r}")
+    return str(value)
+
+
+def _check_metrics_addr(raw: str, name: str) -> str:
+    if not raw.strip() or any(c.isspace() for c in raw.strip()) or "/" in raw:
+        raise ValueError(f"{name} must be an address to bind, such as 127.0.0.1 or 0.0.0.0, got {raw!r}")
+    return raw.strip()
+
+
 _CHECKS = {
     SIZE_VARIABLE: _check_threads,
     TRACE_VARIABLE: _check_trace,
     HUB_WATCH_VARIABLE: _check_hub_watch,
     OTEL_VARIABLE: _check_otel,
+    METRICS_PORT_VARIABLE: _check_metrics_port,
+    METRICS_ADDR_VARIABLE: _check_metrics_addr,
 }
 
 
@@ -192,6 +244,8 @@ def environment(
     trace: str | None = None,
     hub_watch: float | str | None = None,
     otel: str | None = None,
+    metrics_port: int | str | None = None,
+    metrics_addr: str | None = None,
     quiet: bool = False,
 ) -> dict[str, str]:
     """The environment ``fairpool run`` gives its command: ``base`` (default ``os.environ``) plus the hook.
@@ -202,6 +256,10 @@ def environment(
         trace: A directory for one trace file per process (``FAIRPOOL_TRACE``); made if missing.
         hub_watch: Seconds of hub stall to report (``FAIRPOOL_HUB_WATCH``), 0.01 to 3600.
         otel: OpenTelemetry signals (``FAIRPOOL_OTEL``): ``spans``, ``metrics`` or ``spans,metrics``.
+        metrics_port: Serve the metrics for Prometheus on this port in each patched process
+            (``FAIRPOOL_METRICS_PORT``; 0: any free port, named in the confirmation line).
+        metrics_addr: The address the metrics endpoint binds (``FAIRPOOL_METRICS_ADDR``);
+            127.0.0.1 by default. Only with ``metrics_port``.
         quiet: Do not say on stderr that a process was patched (``FAIRPOOL_AUTOPATCH=quiet``).
 
     Raises:
@@ -213,10 +271,14 @@ def environment(
         TRACE_VARIABLE: (trace, "--trace"),
         HUB_WATCH_VARIABLE: (hub_watch, "--hub-watch"),
         OTEL_VARIABLE: (otel, "--otel"),
+        METRICS_PORT_VARIABLE: (metrics_port, "--metrics-port"),
+        METRICS_ADDR_VARIABLE: (metrics_addr, "--metrics-addr"),
     }
     for variable, (value, option) in given.items():
         if value is not None:
             env[variable] = _CHECKS[variable](str(value), option)
+    if metrics_addr is not None and not env.get(METRICS_PORT_VARIABLE, "").strip():
+        raise ValueError(f"--metrics-addr needs --metrics-port (got --metrics-addr {metrics_addr!r} alone)")
     hook = bootstrap_path()
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != hook]
     env["PYTHONPATH"] = os.pathsep.join([hook, *paths])
@@ -258,6 +320,8 @@ print(json.dumps({
     "ignores_environment": bool(sys.flags.ignore_environment or sys.flags.isolated),
     "no_site": bool(sys.flags.no_site),
     "eventlet_imported": "eventlet" in sys.modules,
+    "otel_sdk": where("opentelemetry.sdk.metrics"),
+    "prometheus_exporter": where("opentelemetry.exporter.prometheus"),
 }))
 """
 
@@ -337,6 +401,31 @@ def _resolve(command: Sequence[str], env: Mapping[str, str]) -> tuple[list[str] 
     return [interpreter, *words[1:]], f"{found} is a Python script run by {interpreter} (its #! line)"
 
 
+def _metrics_line(probe: Mapping[str, object], env: Mapping[str, str]) -> str:
+    """``--check``'s line about the metrics endpoint: asked for? can this interpreter serve it?"""
+    missing = [
+        package
+        for package, key in (
+            ("opentelemetry-sdk", "otel_sdk"),
+            ("opentelemetry-exporter-prometheus", "prometheus_exporter"),
+        )
+        if probe.get(key) is None or str(probe.get(key)).startswith("error")
+    ]
+    have = "importable" if not missing else f"NOT importable ({', '.join(missing)} missing)"
+    port = env.get(METRICS_PORT_VARIABLE, "").strip()
+    if not port:
+        return (
+            f"metrics endpoint: off (--metrics-port); opentelemetry-sdk and the Prometheus exporter: {have}"
+        )
+    address = env.get(METRICS_ADDR_VARIABLE, "").strip() or "127.0.0.1"
+    where = f"http://{address}:{port}/metrics"
+    if port == "0":
+        where = f"http://{address}:PORT/metrics (any free port, named in the confirmation line)"
+    if missing:
+        return f"metrics endpoint: {where} would NOT be served: {', '.join(missing)} missing here"
+    return f"metrics endpoint: {where} (opentelemetry-sdk and the Prometheus exporter importable)"
+
+
 def check(command: Sequence[str], env: Mapping[str, str]) -> CheckResult:
     """Whether ``command`` run in ``env`` (from :func:`environment`) would be patched, and how.
 
@@ -399,6 +488,7 @@ def check(command: Sequence[str], env: Mapping[str, str]) -> CheckResult:
     options = [f"{variable}={env[variable]}" for variable in _CHECKS if env.get(variable, "").strip()]
     say(f"options: {', '.join(options) if options else 'none (20 threads, no trace, no hub watch, no otel)'}")
     reasons += _option_problems(env)
+    say(_metrics_line(probe, env))
     autopatch = env.get(AUTOPATCH_VARIABLE, "")
     if autopatch.strip().lower() == "quiet":
         say("confirmation: none on stderr (quiet); an INFO line on the fairpool logger")
@@ -436,6 +526,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--otel", metavar="SIGNALS", help=f"OpenTelemetry: spans, metrics or spans,metrics ({OTEL_VARIABLE})"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help=(
+            "serve the metrics for Prometheus at http://127.0.0.1:PORT/metrics in the patched process "
+            f"(0: any free port, named in the confirmation line; {METRICS_PORT_VARIABLE}); needs "
+            "opentelemetry-sdk and opentelemetry-exporter-prometheus"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        metavar="ADDR",
+        help=f"the address the metrics endpoint binds (default 127.0.0.1; {METRICS_ADDR_VARIABLE})",
     )
     parser.add_argument(
         "--quiet",
@@ -544,7 +648,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(_shown(word) for word in extra)}")
     try:
         env = environment(
-            threads=args.threads, trace=args.trace, hub_watch=args.hub_watch, otel=args.otel, quiet=args.quiet
+            threads=args.threads,
+            trace=args.trace,
+            hub_watch=args.hub_watch,
+            otel=args.otel,
+            metrics_port=args.metrics_port,
+            metrics_addr=args.metrics_addr,
+            quiet=args.quiet,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -6,32 +6,40 @@ Switched on by ``fairpool.otel.instrument(metrics=True)`` or
 ``opentelemetry-api`` only; the application picks the SDK, the reader and the
 exporter (the global ``MeterProvider`` by default, also when it is set later).
 
-Two kinds of instruments, and neither costs a pool call a lock or an SDK call:
+Nothing of it is on a caller's path: no observer, no event, no lock, no SDK call:
 
 * the pools' state (queue length, held calls, busy, alive and most threads) is
   read from each live pool (``_lifecycle._cores``) under its lock by the
   observable instruments' callbacks, when a reader collects: nothing per call;
-* per-call facts (the outcome counter, the queue-wait and run-time
-  histograms), lock waits and holds, and hub stalls come from the observer
-  events, and the event only appends one tuple to a deque (atomic: no lock).
-  The SDK's recording (several microseconds per value) is done when a reader
-  collects: the collection's callbacks drain the deques into the counter and
-  histograms (the counter once per attribute set), in the collector's thread,
-  so a collection carries every call answered before it. Under
+* calls by outcome: each pool counts them by lane and outcome itself, with an
+  integer increment under the lock it holds anyway to move the call to its
+  final state (``fairpool._tally``); the observable counter reads those counts
+  at collection;
+* queue waits and run times: the worker that ran a call appends (lane, outcome,
+  wait, run) to its pool's tally after its caller was answered (a deque's
+  append: atomic, no lock); lock waits and holds and hub stalls are appended by their
+  listeners to the recorder's deques (atomic: no lock). The SDK's recording
+  (several microseconds per value: OpenTelemetry's SDK takes no pre-aggregated
+  histogram) is done when a reader collects: the collection's callbacks drain
+  them into the histograms, in the collector's thread, so a collection carries
+  every call answered before it. Under
   ``eventlet.monkey_patch()`` the collectors are green threads on the hub: a
   green thread drains every :data:`DRAIN_INTERVAL`, a chunk at a time, and a
   collection records at most :data:`COLLECTION_BUDGET` entries per callback,
   leaving it the rest (see :meth:`MetricsRecorder.collection_drain`).
 
-At most :data:`MAX_PENDING` entries wait to be recorded; past that they are
-dropped and counted (:attr:`MetricsRecorder.dropped`, one warning): collect
-(export, scrape) at least that often.
+At most :data:`MAX_PENDING` entries a pool (and as many lock events) wait to be
+recorded; past that they are dropped and counted (:attr:`MetricsRecorder.dropped`,
+one warning): collect (export, scrape) at least that often. The counts by outcome
+are never dropped.
 
-Thread rules: ``_active`` and ``_instruments`` change under ``_lock``. The
-deques are appended by any thread and popped by any collector (each entry
-popped once: ``popleft`` is atomic); a drain never yields between popping an
-entry and recording it. The lanes seen are changed only by collectors, under
-``_read_lock``.
+Thread rules: ``_active``, ``_instruments`` and ``_tally.factory`` change under
+``_lock``. A pool's ``tally`` is set and cleared without its lock (one attribute
+store; a call counted in a tally just cleared is still reported: every tally made
+stays in its instruments' ``tallies``). The deques are appended by any thread and
+popped by any collector (each entry popped once: ``popleft`` is atomic); a drain
+never yields between popping an entry and recording it. The lanes seen are
+changed only by collectors, under ``_read_lock``.
 """
 
 from __future__ import annotations
@@ -41,9 +49,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks, _lifecycle, hubwatch, locks
+from . import _lifecycle, _tally, hubwatch, locks
 from ._faultlog import report_fault
-from ._hooks import CallInfo, PoolObserver
 from ._native import allocate_lock, get_ident, green_interruptions, os, stdlib_threading, threads_patched
 from .lanes import DEFAULT_LANE
 
@@ -99,7 +106,8 @@ LANE = "fairpool.lane"
 OUTCOME = "fairpool.call.outcome"
 LOCK = "fairpool.lock.name"
 
-#: name: (kind, unit, description). Kinds: "updown" (observable up-down counter), "counter", "histogram".
+#: name: (kind, unit, description). Kinds: "updown" (observable up-down counter), "observable counter",
+#: "histogram".
 METRICS: dict[str, tuple[str, str, str]] = {
     "fairpool.pool.queue.length": (
         "updown",
@@ -119,14 +127,14 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "fairpool.pool.thread.count": ("updown", "{thread}", "Worker threads alive."),
     "fairpool.pool.thread.limit": ("updown", "{thread}", "The most worker threads the pool runs (its size)."),
     "fairpool.pool.calls": (
-        "counter",
+        "observable counter",
         "{call}",
         "Calls answered, by outcome: returned, raised, cancelled, abandoned, rejected, closed.",
     ),
     "fairpool.pool.call.queue_wait.duration": (
         "histogram",
         "s",
-        "From handing a call to the pool until a worker started it (calls that started).",
+        "From handing a call to the pool until a worker started it (calls a worker ran, as they end).",
     ),
     "fairpool.pool.call.run.duration": (
         "histogram",
@@ -147,25 +155,34 @@ METRICS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class MetricsRecorder(PoolObserver):
-    """Takes the events into its deques; made and registered by :func:`start`."""
+class MetricsRecorder:
+    """Takes lock and stall events into its deques, and makes the pools' tallies; made by :func:`start`."""
 
     def __init__(self, instruments: _Instruments) -> None:
         self.instruments = instruments
-        self.calls: deque[tuple[str, str, str, float, float, float]] = deque()
         self.lock_events: deque[tuple[bool, str, float]] = deque()  # (a hold?, lock, seconds)
         self.stalls: deque[float] = deque()
-        self.dropped = 0  #: entries dropped because :data:`MAX_PENDING` were waiting for a collection
+        self._dropped = 0  # lock events and stalls dropped (the pools' tallies count their own)
         self._dropped_lock = allocate_lock()  # only on the overflow path
+        self._warned = False
+        self._dropped_before = 0  # what the pools' tallies had dropped when it started (start())
         self._drain_pid = 0  # the process whose green drain runs (start_green_drain)
 
-    # -- the hot path: one append -------------------------------------------------------
-    def call_answered(self, call: CallInfo, outcome: str) -> None:
-        calls = self.calls
-        if len(calls) < MAX_PENDING:
-            calls.append((call.pool, call.lane, outcome, call.t_queued, call.t_started, call.t_finished))
-        else:
-            self._drop()
+    @property
+    def dropped(self) -> int:
+        """Entries (queue waits and run times, lock events, stalls) dropped because
+        :data:`MAX_PENDING` were waiting for a collection. Calls are still counted."""
+        return self._dropped + sum(t.dropped for t in list(self.instruments.tallies))
+
+    def pending(self) -> int:
+        """Entries waiting to be recorded into the histograms."""
+        return sum(len(t.pending) for t in list(self.instruments.tallies)) + len(self.lock_events)
+
+    def new_tally(self, pool: str) -> _tally.Tally:
+        """A tally for a pool named ``pool`` (``_tally.factory``): reported by these instruments."""
+        tally = _tally.Tally(pool, MAX_PENDING)
+        self.instruments.tallies.append(tally)
+        return tally
 
     def lock_waited(self, name: str, start: float, end: float) -> None:
         events = self.lock_events
@@ -189,9 +206,12 @@ class MetricsRecorder(PoolObserver):
 
     def _drop(self) -> None:
         with self._dropped_lock:
-            self.dropped += 1
-            first = self.dropped == 1
-        if first:
+            self._dropped += 1
+        self._warn_dropped()
+
+    def _warn_dropped(self) -> None:
+        if not self._warned and self.dropped > self._dropped_before:
+            self._warned = True
             from . import _tracefile
 
             _tracefile.warn(
@@ -200,49 +220,41 @@ class MetricsRecorder(PoolObserver):
             )
 
     def forget_the_parents_entries(self) -> None:
-        """In a forked child: what is pending is the parent's to record."""
-        self.calls = deque()
+        """In a forked child: what is counted and pending is the parent's to report."""
+        for tally in self.instruments.tallies:
+            tally.forget()
         self.lock_events = deque()
         self.stalls = deque()
         self._dropped_lock = allocate_lock()  # the parent's may have been held by another thread
 
     # -- at collection (and, under eventlet, in a green thread between): the SDK's recording ---
     def drain(self, pause: Callable[[], object] | None = None, limit: int | None = None) -> None:
-        """Record what is pending into the counter and histograms.
+        """Record what is pending into the histograms.
 
         Without ``pause``: all of it (or ``limit`` calls and ``limit`` lock
         events), at once (a collector's callback: nothing may yield there).
-        With it: :data:`DRAIN_CHUNK` entries at a time, each chunk recorded
-        whole (its counts added) before ``pause()`` lets others run.
+        With it: :data:`DRAIN_CHUNK` entries at a time before ``pause()`` lets others run.
         """
         instruments = self.instruments
         attrs = instruments.attributes
         wait_record = instruments.queue_wait.record
         run_record = instruments.run.record
-        add = instruments.calls.add
-        calls = self.calls
-        left = len(calls) if limit is None else min(len(calls), limit)
-        while left > 0:
-            counts: dict[tuple[str, str, str], int] = {}
-            for _ in range(min(left, DRAIN_CHUNK) if pause is not None else left):
+        outcomes = _tally.OUTCOMES
+        left = self.pending() if limit is None else limit
+        for tally in list(instruments.tallies):
+            pool, entries = tally.pool, tally.pending
+            while left > 0 and entries:
                 left -= 1
                 try:
-                    pool, lane, outcome, queued, started, finished = calls.popleft()
+                    lane, outcome, wait, run = entries.popleft()
                 except IndexError:  # another drain took the rest
-                    left = 0
                     break
-                key = (pool, lane, outcome)
-                counts[key] = counts.get(key, 0) + 1
-                if started:
-                    wait_record(max(0.0, started - queued), attrs(pool, lane))
-                    if finished:
-                        run_record(max(0.0, finished - started), attrs(pool, lane, outcome))
-            for (pool, lane, outcome), n in counts.items():
-                add(n, attrs(pool, lane, outcome))
-            if counts:
-                instruments.saw_lanes(counts)
-            if pause is not None and left > 0:
-                pause()
+                wait_record(max(0.0, wait), attrs(pool, lane))
+                if outcome >= 0:
+                    run_record(max(0.0, run), attrs(pool, lane, outcomes[outcome]))
+                if pause is not None and left % DRAIN_CHUNK == 0:
+                    pause()
+        self._warn_dropped()
         events = self.lock_events
         for i in range(len(events) if limit is None else min(len(events), limit)):
             try:
@@ -338,7 +350,9 @@ class _Instruments:
         self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
         self._read_lock = allocate_lock()
         self._lanes_seen: weakref.WeakKeyDictionary[Core, set[str]] = weakref.WeakKeyDictionary()
-        self._lanes_called: dict[str, set[str]] = {}  # by pool name: lanes that had calls answered
+        #: Every pool's tally made for these instruments (kept after the pool is gone: its calls
+        #: stay counted in a cumulative counter).
+        self.tallies: list[_tally.Tally] = []
         self.recorder: MetricsRecorder | None = None  # the one whose entries and pools these report
         histograms = {}
         for name, (kind, unit, description) in METRICS.items():
@@ -354,8 +368,11 @@ class _Instruments:
         self.hub_stall = histograms["fairpool.hub.stall.duration"]
         self.lock_wait = histograms["fairpool.lock.wait.duration"]
         self.lock_hold = histograms["fairpool.lock.hold.duration"]
-        self.calls = meter.create_counter(
-            "fairpool.pool.calls", unit="{call}", description=METRICS["fairpool.pool.calls"][2]
+        meter.create_observable_counter(
+            "fairpool.pool.calls",
+            callbacks=[self._calls],
+            unit="{call}",
+            description=METRICS["fairpool.pool.calls"][2],
         )
         callbacks = {
             "fairpool.pool.queue.length": self._queue_length,
@@ -369,14 +386,6 @@ class _Instruments:
             meter.create_observable_up_down_counter(
                 name, callbacks=[callback], unit=unit, description=description
             )
-
-    def saw_lanes(self, calls: Iterable[tuple[str, str, str]]) -> None:
-        """The pools' lanes that had calls: their gauges are reported from now on (0 when idle)."""
-        with self._read_lock:
-            for pool, lane, _ in calls:
-                lanes = self._lanes_called.setdefault(pool, set())
-                if len(lanes) < _ATTRIBUTE_CACHE:
-                    lanes.add(lane)
 
     def attributes(
         self, pool: str = "", lane: str | None = None, outcome: str | None = None, *, lock: str | None = None
@@ -403,11 +412,15 @@ class _Instruments:
         self,
     ) -> Iterator[tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int], set[str]]]:
         """Each live pool's state, with its default lane and every lane it has shown (0 when none now)."""
+        called: dict[str, set[str]] = {}  # by pool name: lanes that had calls
+        for tally in list(self.tallies):
+            called.setdefault(tally.pool, set()).update(list(tally.lanes))
         for core in list(_lifecycle._cores):
             name, size, threads, queued, held, busy = _pool_state(core)
             with self._read_lock:
                 seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
-                seen.update(queued, held, busy, self._lanes_called.get(name, ()))
+                if len(seen) < _ATTRIBUTE_CACHE:
+                    seen.update(queued, held, busy, called.get(name, ()))
                 lanes = set(seen)
             yield name, size, threads, queued, held, busy, lanes
 
@@ -442,6 +455,27 @@ class _Instruments:
             n: int = state[which]  # type: ignore[assignment]
             totals[state[0]] = totals.get(state[0], 0) + n
         return [Observation(n, self.attributes(pool)) for pool, n in totals.items()]
+
+    def _calls(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Calls by pool, lane and outcome: the sum of the pools' tallies (also once stopped)."""
+        from opentelemetry.metrics import Observation
+
+        recorder = self.recorder
+        if recorder is None:
+            return []
+        recorder.collection_drain()
+        totals: dict[tuple[str, str, int], int] = {}
+        for tally in list(self.tallies):
+            for lane, counts in tally.counts():
+                for outcome, n in enumerate(counts):
+                    if n:
+                        key = (tally.pool, lane, outcome)
+                        totals[key] = totals.get(key, 0) + n
+        outcomes = _tally.OUTCOMES
+        return [
+            Observation(n, self.attributes(pool, lane, outcomes[outcome]))
+            for (pool, lane, outcome), n in totals.items()
+        ]
 
     def _queue_length(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._by_lane(3)
@@ -497,14 +531,17 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
             meter = otel_metrics.get_meter("fairpool", version, meter_provider=meter_provider)
             instruments = _instruments[meter_provider] = _Instruments(meter)
         recorder = MetricsRecorder(instruments)
+        recorder._dropped_before = recorder.dropped  # warned of by an earlier recorder
         previous = instruments.recorder
         instruments.recorder = recorder
         if previous is not None:  # stopped, not yet collected: its entries go with the new one's
-            recorder.calls.extend(previous.calls)
             recorder.lock_events.extend(previous.lock_events)
             recorder.stalls.extend(previous.stalls)
         _active = recorder
-        _hooks.add_observer(recorder)
+        _tally.factory = recorder.new_tally  # each new pool counts its calls
+        for core in list(_lifecycle._cores):  # and each live one
+            if core.tally is None:
+                core.tally = recorder.new_tally(core.name)
         locks.add_listener(recorder)
         hubwatch.add_stall_listener(recorder.hub_stalled)
     recorder.start_green_drain()  # under eventlet, from a thread with a hub; else the first collection's
@@ -515,7 +552,9 @@ def _stop_locked() -> None:
     global _active
     recorder, _active = _active, None
     if recorder is not None:
-        _hooks.remove_observer(recorder)
+        _tally.factory = None
+        for core in list(_lifecycle._cores):
+            core.tally = None  # what it counted is still reported (instruments.tallies)
         locks.remove_listener(recorder)
         hubwatch.remove_stall_listener(recorder.hub_stalled)
 

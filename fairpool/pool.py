@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from . import _hooks, _hubchannel, _lifecycle, _snapshot, _workers
+from . import _hooks, _hubchannel, _lifecycle, _snapshot, _tally, _workers
 from ._core import Core
 from ._fairqueue import POLICIES
 from ._hubchannel import green_channel
@@ -229,7 +229,11 @@ class Pool(Executor):
             raise self._refused(fn, self._core.closed_error())
 
     def _refused(self, fn: Any, error: Exception) -> Exception:
-        """``error``, for a call refused before it was handed in; observers see it as rejected."""
+        """``error``, for a call refused before it was handed in; observers and metrics see it as rejected."""
+        core = self._core
+        if core.tally is not None:  # metrics on (rare path: the pool is shut down)
+            with core.locked():
+                core.count_locked(self._new_job(fn, (), {}), _tally.REJECTED)
         if _hooks.observers:
             core = self._core
             lane = self._new_job(fn, (), {}).lane

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "_hubchannel": 1,
     "_hublock": 1,
     "_hooks": 1,
+    "_tally": 1,
     # 2 the pool core
     "_admission": 2,
     "_waiters": 2,
@@ -48,6 +49,7 @@ LAYERS: dict[str, int] = {
     "_argrepr": 3,
     "otel": 3,
     "otel_metrics": 3,
+    "metrics_http": 3,
     # 4 facades
     "pool": 4,
     "_default": 4,

@@ -123,9 +123,18 @@ def test_the_operators_walk_through_runs(tmp_path: Path) -> None:
     confirmed = output_of("grep 'fairpool: eventlet.tpool runs on fairpool' \"$WORK/service.log\"")
     assert re.fullmatch(
         r"fairpool: eventlet\.tpool runs on fairpool in pid \d+ \(FAIRPOOL_AUTOPATCH; threads=20, "
-        r"trace=off, hub_watch=off, otel=off\)\n",
+        r"trace=off, hub_watch=off, otel=off, metrics=http://127\.0\.0\.1:\d+/metrics\)\n",
         confirmed,
     ), confirmed
+    scrape = output_of('curl -s "$METRICS"')
+    default = 'fairpool_lane="default",fairpool_pool_name="default"'
+    for line in (
+        f'fairpool_pool_calls_total{{fairpool_call_outcome="returned",{default}}} 51.0',  # 1 query, 50 audit
+        'fairpool_pool_thread_limit{fairpool_pool_name="default"} 20.0',
+        f'fairpool_pool_call_queue_wait_duration_seconds_bucket{{{default},le="+Inf"}} 51.0',
+        f"fairpool_pool_call_queue_wait_duration_seconds_count{{{default}}} 51.0",
+    ):
+        assert line in scrape.splitlines(), f"{line!r} not in the scrape:\n{scrape}"
     status = output_of('curl -s "$URL/status"')
     assert '{"thread": "fairpool-default-' in status and '"fairpool": true' in status, status
     contention = output_of('curl -s "$URL/audit')

@@ -860,3 +860,99 @@ def test_each_call_is_counted_once_and_refusals_not_at_all() -> None:
     stats = pool.statistics()
     outcomes = (stats.completed, stats.failed, stats.cancelled, stats.abandoned, stats.closed)
     assert outcomes == (0, 0, 0, 0, 2), f"(completed, failed, cancelled, abandoned, closed) = {outcomes}"
+
+
+class _Outcomes(_hooks.PoolObserver):
+    """Counts every call_answered by outcome (the observers' view, to check the pools' tallies)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def call_answered(self, call: _hooks.CallInfo, outcome: str) -> None:
+        self.outcomes.append(outcome)  # list.append is atomic
+
+
+@pytest.mark.timeout(120)
+def test_the_pools_tally_counts_every_call_once_by_its_outcome_whatever_races() -> None:
+    # Metrics count calls in the core (fairpool._tally), under the lock it holds to move each call
+    # to its final state. Timeouts shorter than the calls, cancels, resizes, green and native
+    # callers mixed, and a shutdown with a timeout while calls run: every call is counted once,
+    # with the outcome its observers were told.
+    from fairpool import _tally
+
+    observer = _Outcomes()
+    _hooks.add_observer(observer)
+    _tally.factory = lambda name: _tally.Tally(name, 1 << 20)
+    attempts = itertools.count()
+    stop = threading.Event()
+    wrong: list[str] = []
+    try:
+        pool = fairpool.Pool(threads=16, name="tallied")
+        tally = pool._core.tally
+        assert tally is not None
+
+        def green_caller(seed: int) -> None:
+            r = random.Random(seed)
+            while not stop.is_set():
+                next(attempts)
+                with eventlet.Timeout(r.choice([0.0005, 0.002, 0.05]), False):
+                    try:
+                        pool.execute(time.sleep, r.choice([0.0, 0.001, 0.005]))
+                    except PoolClosed:
+                        eventlet.sleep(0.001)
+
+        def native_caller(seed: int) -> None:
+            r = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    next(attempts)
+                    try:
+                        fut = pool.submit(time.sleep, r.choice([0.0, 0.001, 0.002]))
+                    except PoolClosed:
+                        time.sleep(0.001)
+                        continue
+                    try:
+                        fut.result(timeout=r.choice([0.0005, 0.001, 0.05]))
+                    except concurrent.futures.TimeoutError:
+                        fut.cancel()
+                    except (PoolClosed, concurrent.futures.CancelledError):
+                        pass
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                wrong.append(f"native caller {seed}: {exc!r}")
+
+        def resizer() -> None:
+            r = random.Random(7)
+            while not stop.is_set():
+                pool.resize(r.choice([2, 8, 16]))
+                time.sleep(0.005)
+
+        natives = [threading.Thread(target=native_caller, args=(i,), daemon=True) for i in range(8)]
+        natives.append(threading.Thread(target=resizer, daemon=True))
+        for t in natives:
+            t.start()
+        greens = [eventlet.spawn(green_caller, i) for i in range(50)]
+        eventlet.sleep(1.0)
+        for _ in range(20):  # calls still queued or running when the shutdown's timeout ends
+            next(attempts)
+            pool.submit(time.sleep, 0.3)
+        pool.shutdown(timeout=0.001)  # closes what runs and what is queued; later calls are rejected
+        eventlet.sleep(0.2)
+        stop.set()
+        _green_wait_all(greens, 30, "green callers")
+        _join_all(natives, 30, "native callers")
+        wait_until(lambda: pool.statistics().busy == 0, 10, "the closed calls to return")
+    finally:
+        stop.set()
+        _tally.factory = None
+        _hooks.remove_observer(observer)
+    assert not wrong, wrong
+    made = next(attempts)
+    told = Counter(observer.outcomes)
+    counted = Counter()
+    for _, counts in tally.counts():
+        for outcome, n in zip(_tally.OUTCOMES, counts, strict=True):
+            counted[outcome] += n
+    assert sum(counted.values()) == made, f"{made} calls made, {sum(counted.values())} counted: {counted}"
+    assert counted == told, f"the tally {counted} and the observers {told} differ"
+    raced = ("returned", "cancelled", "abandoned", "closed", "rejected")
+    assert all(counted[o] for o in raced), f"the load raced too little: {counted}"
