@@ -133,12 +133,54 @@ class _Waiters(list[Any]):
     """
 
     def append(self, waiter: Any) -> None:
-        if threads_patched() and not isinstance(waiter.event, _NativeEvent):
+        future = _deferred_owner(self)
+        if future is not None:  # its settling waits for this very context: the wait settles it first
+            event = waiter.event
+            if not isinstance(event, _SettlingEvent):
+                event = waiter.event = _SettlingEvent()
+            event.futures.append(future)
+        elif threads_patched() and not isinstance(waiter.event, _NativeEvent):
             waiter.event = _NativeEvent()
         super().append(waiter)
 
 
 _NativeEvent = Event
+
+
+class _SettlingEvent(_NativeEvent):
+    """The Event of a ``concurrent.futures.wait()``/``as_completed()`` waiter that watches a future
+    whose inline settling (a pool of size 0) was deferred in the waiting context itself.
+
+    Waiting on it settles those futures first: the outermost settling, which would
+    settle them, cannot return while this wait blocks. ``wait()`` is called after
+    ``concurrent.futures`` released the futures' locks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.futures: list[PoolFuture[Any]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        futures, self.futures = self.futures, []
+        for future in futures:
+            future.settle_deferred()  # once: a no-op for one settled already
+        return bool(super().wait(timeout))
+
+
+def _deferred_owner(waiters: list[Any]) -> PoolFuture[Any] | None:
+    """The future whose ``_waiters`` is ``waiters``, if this context deferred its settling."""
+    steps = _settling.get()
+    if steps is None or not steps.pending:
+        return None
+    for step in steps.pending:
+        owner = getattr(step, "__self__", None)
+        if (
+            isinstance(owner, PoolFuture)
+            and owner._waiters is waiters
+            and owner._fairpool_deferred is not None
+        ):
+            return owner
+    return None
 
 
 class PoolFuture(Future[T]):
@@ -177,6 +219,7 @@ class PoolFuture(Future[T]):
         self._fairpool_done.acquire()
         self._fairpool_open = False  # _fairpool_done was released (under _condition)
         self._fairpool_deferred: tuple[bool, Any] | None = None  # an inline outcome (settle_inline)
+        self._fairpool_inline = False  # its call ran inline (a pool of size 0): see add_done_callback
         self._fairpool_green: list[GreenWaiter] = []  # green result()/exception() waits (under _condition)
 
     # -- the waiter's side ---------------------------------------------------
@@ -229,19 +272,26 @@ class PoolFuture(Future[T]):
         return steps is not None and any(getattr(step, "__self__", None) is self for step in steps.pending)
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
-        """As Future's; on a future already done, ``fn`` runs at once, but never nested without bound.
+        """As Future's: on a future already done, ``fn`` runs at once, in this thread.
 
-        A chain whose callbacks add the next callback to a future that is already
-        done (a fast worker, a pool of size 0) nests each callback in the last:
-        past :data:`MAX_NESTED` such callbacks (and inline settlings) one inside
-        the other, the next runs once the outermost returns, so the chain runs
-        as a loop, not as a recursion.
+        Except where a pool of size 0 nests without bound: a chain whose callbacks
+        each submit the next step to such a pool and add the next callback (its
+        future is done already: settled inline) nests each callback in the last.
+        On a future settled inline, or inside an inline settling in progress in
+        this context, past :data:`MAX_NESTED` such callbacks and settlings one
+        inside the other, the next runs once the outermost returns, so the chain
+        runs as a loop, not as a recursion. Elsewhere (a future a worker settled,
+        outside any inline settling) ``fn`` runs at once, at any depth, as
+        ``concurrent.futures`` runs it.
         """
         with self._condition:
             if self._state not in _SETTLED:
                 self._done_callbacks.append(fn)
                 return
-        _one_at_a_time(functools.partial(_call_done_callback, fn, self))
+        if self._fairpool_inline or _settling.get() is not None:
+            _one_at_a_time(functools.partial(_call_done_callback, fn, self))
+        else:
+            _call_done_callback(fn, self)
 
     def _invoke_callbacks(self) -> None:
         """The future was just settled (Future's set_result, set_exception, cancel): release
@@ -428,6 +478,7 @@ def settle_inline(future: PoolFuture[Any], ok: bool, value: Any) -> None:
     from this same context (``result()`` in a done-callback) settles it at
     once: it would otherwise wait for itself.
     """
+    future._fairpool_inline = True
     future._fairpool_deferred = (ok, value)
     _one_at_a_time(future.settle_deferred)
 

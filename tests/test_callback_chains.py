@@ -175,3 +175,97 @@ def test_a_done_callback_added_to_a_done_future_runs_at_once_when_not_deeply_nes
         pool.submit(int, 1).add_done_callback(callback)
     assert seen == [True], "a callback added to a done future inside another callback was deferred"
     pool.shutdown()
+
+
+def _nested_waits(pool: fairpool.Pool, wait: Callable[[Future[int]], object], depth: int) -> list[object]:
+    """Callbacks nested ``depth`` deep on ``pool``, each submitting a call and waiting on its future."""
+    seen: list[object] = []
+
+    def callback(_f: Future[int]) -> None:
+        n = len(seen) + 1
+        seen.append(None)
+        nxt = pool.submit(int, n)
+        if n < depth:
+            nxt.add_done_callback(callback)
+        seen[n - 1] = wait(nxt)
+
+    pool.submit(int, 0).add_done_callback(callback)
+    return seen
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["wait", "as_completed", "exception", "result"])
+def test_on_a_pool_of_size_zero_a_wait_deep_in_callbacks_settles_the_deferred_future(how: str) -> None:
+    # Past MAX_NESTED nested settlings, a submit's future is deferred to the outermost settling,
+    # which cannot return while a callback waits on it: cf.wait() (no timeout) hung forever and
+    # as_completed() timed out. Every wait must settle it at once.
+    import concurrent.futures as cf
+
+    from fairpool._waiters import MAX_NESTED
+
+    waits: dict[str, Callable[[Future[int]], object]] = {
+        "wait": lambda f: len(cf.wait([f], timeout=10).done),
+        "as_completed": lambda f: [g.result() for g in cf.as_completed([f], timeout=10)] and 1,
+        "exception": lambda f: f.exception(timeout=10) is None and 1,
+        "result": lambda f: f.result(timeout=10) >= 0 and 1,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pool = fairpool.Pool(0, name="zero")
+    try:
+        seen = _nested_waits(pool, waits[how], MAX_NESTED + 4)
+    except cf.TimeoutError:
+        pytest.fail(
+            f"{how}() on a deferred future deep in callbacks waited for the outermost, which waited on it"
+        )
+    finally:
+        pool.shutdown()
+    assert seen == [1] * (MAX_NESTED + 4), f"{how}() did not see each deferred future done: {seen}"
+
+
+@pytest.mark.timeout(60)
+def test_on_a_pool_of_size_zero_concurrent_futures_wait_without_timeout_settles_the_deferred_future() -> None:
+    # The hostile review's hang: cf.wait() without a timeout never returned at depth MAX_NESTED.
+    import concurrent.futures as cf
+
+    from fairpool._waiters import MAX_NESTED
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pool = fairpool.Pool(0, name="zero")
+    result: list[list[object]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(_nested_waits(pool, lambda f: len(cf.wait([f]).done), MAX_NESTED + 4)),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(15)
+    pool.shutdown()
+    assert not runner.is_alive(), "concurrent.futures.wait() without a timeout hung on a deferred future"
+    assert result == [[1] * (MAX_NESTED + 4)], f"cf.wait() did not see each deferred future done: {result}"
+
+
+@pytest.mark.timeout(60)
+def test_on_a_pool_with_workers_a_callback_added_to_a_done_future_runs_at_once_at_any_depth() -> None:
+    # As concurrent.futures: the nesting bound is only a size-0 pool's. On Pool(2) a callback added
+    # to a done future 9 deep was deferred to the outermost callback, which waited for it: forever.
+    from fairpool._waiters import MAX_NESTED
+
+    pool = fairpool.Pool(2, name="deep")
+    try:
+        done = pool.submit(int)
+        done.result(timeout=10)
+        reached: list[int] = []
+
+        def nest(depth: int) -> None:
+            reached.append(depth)
+            if depth >= MAX_NESTED + 4:
+                return
+            ran = threading.Event()
+            done.add_done_callback(lambda f: (nest(depth + 1), ran.set()))
+            assert ran.wait(5), f"a callback added to a done future {depth + 1} deep did not run at once"
+
+        pool.submit(nest, 1).result(timeout=30)
+        assert reached == list(range(1, MAX_NESTED + 5)), f"nested callbacks ran at depths {reached}"
+    finally:
+        pool.shutdown(timeout=5)

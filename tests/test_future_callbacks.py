@@ -26,6 +26,8 @@ import pytest
 
 import fairpool
 
+from .conftest import wait_until
+
 ANSWER = 10.0  # seconds any answer may take under load before the test calls it a hang
 
 
@@ -437,3 +439,36 @@ def test_a_helped_call_s_callbacks_run_once_in_the_helping_worker_after_its_outc
         )
     finally:
         pool.shutdown(wait=False)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fairpool.Pool(2)", "ThreadPoolExecutor(2)"])
+def test_a_callback_added_while_the_worker_still_runs_earlier_ones_runs_at_once_in_the_adding_thread(
+    kind: str,
+) -> None:
+    # As concurrent.futures (checked against ThreadPoolExecutor here): once result() returned the
+    # future is done, so a callback added then runs at once in the adding thread, ahead of a
+    # callback added earlier that the worker has not reached yet (docs/api.md says so).
+    executor: cf.Executor = (
+        fairpool.Pool(2, name="order") if kind.startswith("fairpool") else cf.ThreadPoolExecutor(2)
+    )
+    try:
+        order: list[str] = []
+        first_runs, release = threading.Event(), threading.Event()
+        added = threading.Event()
+        future = executor.submit(lambda: added.wait(10) and 1)  # done only once both callbacks are added
+        future.add_done_callback(lambda f: (order.append("cb1"), first_runs.set(), release.wait(10)))
+        future.add_done_callback(lambda f: order.append("cb2"))
+        added.set()
+        assert future.result(timeout=10) == 1
+        assert first_runs.wait(10), "the first callback never ran"
+        future.add_done_callback(lambda f: order.append("cb3:" + threading.current_thread().name))
+        assert order == ["cb1", "cb3:" + threading.current_thread().name], (
+            f"{kind}: a callback added to a done future did not run at once in the adding thread: {order}"
+        )
+        release.set()
+        wait_until(lambda: len(order) == 3, timeout=10, what="the second callback")
+        assert order[2] == "cb2", f"{kind}: callbacks ran in the order {order}"
+    finally:
+        release.set()
+        executor.shutdown(wait=True)
