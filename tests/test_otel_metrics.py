@@ -6,6 +6,7 @@ Prometheus scrape over HTTP of a pool workload running in another process."""
 from __future__ import annotations
 
 import ctypes
+import random
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import eventlet
@@ -716,3 +718,102 @@ def test_under_monkey_patching_a_collection_records_a_bounded_share_of_a_backlog
     out = run_script(_BUDGET, timeout=80)
     budget = 6 * otel_metrics.COLLECTION_BUDGET
     assert f"counted 2000 pending {2000 - budget}" in out, out
+
+
+# -- helping: a worker that waits on a queued future of its own pool runs it itself ------
+
+
+@pytest.mark.timeout(30)
+def test_calls_run_by_helping_have_their_queue_waits_and_run_times(metrics: Metrics) -> None:
+    pool = fairpool.Pool(threads=1, name="m-helped")
+
+    def outer() -> None:
+        inner = [pool.submit(time.sleep, 0.01) for _ in range(4)]
+        for future in inner:
+            future.result()  # Pool(1): this worker runs them itself
+
+    try:
+        pool.submit(outer).result(10)
+    finally:
+        pool.shutdown(timeout=5)
+    assert metrics.outcomes("m-helped") == {"returned": 5}
+    waits, _ = metrics.histogram("fairpool.pool.call.queue_wait.duration", pool="m-helped")
+    runs, run_s = metrics.histogram("fairpool.pool.call.run.duration", pool="m-helped", outcome="returned")
+    assert waits == 5, f"{waits} queue waits recorded for 5 calls (4 of them helped)"
+    assert runs == 5 and run_s >= 0.04, f"run times of 5 calls (4 helped): {runs} recorded, {run_s}s"
+
+
+@pytest.mark.timeout(30)
+def test_a_cancel_that_races_helping_is_counted_cancelled(metrics: Metrics) -> None:
+    # The helper took the queued call; its future is cancelled before the helper starts it.
+    pool = fairpool.Pool(threads=1, name="m-help-cancel")
+
+    def outer() -> str:
+        inner = pool.submit(int, "1")
+        start = inner.start
+
+        def cancel_then_start() -> bool:
+            assert inner.cancel(), "the future could not be cancelled before it started"
+            return start()
+
+        inner.start = cancel_then_start  # type: ignore[method-assign]
+        try:
+            inner.result()
+        except futures.CancelledError:
+            return "cancelled"
+        return "ran"
+
+    try:
+        assert pool.submit(outer).result(10) == "cancelled"
+        stats = pool.statistics()
+    finally:
+        pool.shutdown(timeout=5)
+    assert stats.cancelled == 1, f"statistics: {stats}"
+    assert metrics.outcomes("m-help-cancel") == {"returned": 1, "cancelled": 1}
+
+
+@pytest.mark.timeout(120)
+def test_after_a_mixed_race_the_metrics_count_what_statistics_count(metrics: Metrics) -> None:
+    # Helping, cancels, callers' timeouts and a shutdown racing each other: every final state a
+    # call reaches is counted once in statistics() and once in fairpool.pool.calls, the same.
+    pool = fairpool.Pool(threads=2, name="m-mixed")
+    rng = random.Random(7)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+
+    def outer(n: int) -> None:
+        inner = [pool.submit(time.sleep, 0.0005 * (i % 3)) for i in range(n)]
+        for i, future in enumerate(inner):
+            try:
+                if i % 4 == 0:
+                    future.cancel()
+                future.result(timeout=0.001 if i % 5 == 0 else None)
+            except (futures.CancelledError, futures.TimeoutError, fairpool.FairpoolError):
+                pass
+
+    try:
+        outers = []
+        for _ in range(300):
+            outers.append(pool.submit(outer, rng.randint(1, 6)))
+            for future in pool.submit(int, "1"), pool.submit(int, "x"):
+                if rng.random() < 0.3:
+                    future.cancel()
+        for future in outers[:150]:
+            try:
+                future.result(timeout=0.0001 if rng.random() < 0.2 else 30)
+            except (futures.TimeoutError, futures.CancelledError):
+                pass
+    finally:
+        pool.shutdown(timeout=0.05)
+        sys.setswitchinterval(switch)
+    stats = pool.statistics()
+    expected = {
+        "returned": stats.completed,
+        "raised": stats.failed,
+        "cancelled": stats.cancelled,
+        "abandoned": stats.abandoned,
+        "closed": stats.closed,
+    }
+    counted = metrics.outcomes("m-mixed")
+    counted.pop("rejected", None)
+    assert counted == {k: v for k, v in expected.items() if v}, f"metrics {counted} != statistics {expected}"
