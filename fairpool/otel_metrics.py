@@ -100,6 +100,10 @@ DURATION_BUCKETS = (
 )
 #: Most attribute sets remembered (pools x lanes x outcomes): more are made afresh each time.
 _ATTRIBUTE_CACHE = 4096
+#: Most lanes a pool's gauges name one by one; the current counts of later lanes are reported
+#: together under the lane :data:`OTHER_LANE` (nothing is dropped).
+MAX_LANES = 4096
+OTHER_LANE = "<other>"
 
 POOL = "fairpool.pool.name"
 LANE = "fairpool.lane"
@@ -419,8 +423,13 @@ class _Instruments:
             name, size, threads, queued, held, busy = _pool_state(core)
             with self._read_lock:
                 seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
-                if len(seen) < _ATTRIBUTE_CACHE:
-                    seen.update(queued, held, busy, called.get(name, ()))
+                if len(seen) < MAX_LANES:
+                    for lane in (*queued, *held, *busy, *called.get(name, ())):
+                        if len(seen) >= MAX_LANES:
+                            break
+                        seen.add(lane)
+                if len(seen) >= MAX_LANES:  # later lanes' counts go to OTHER_LANE (_by_lane)
+                    seen.add(OTHER_LANE)
                 lanes = set(seen)
             yield name, size, threads, queued, held, busy, lanes
 
@@ -435,10 +444,14 @@ class _Instruments:
             return []  # stopped: its last entries were recorded just now
         totals: dict[tuple[str, str], int] = {}
         for state in self._states():
+            pool = state[0]
             counts: dict[str, int] = state[which]  # type: ignore[assignment]
-            for lane in state[6]:
-                key = (state[0], lane)
-                totals[key] = totals.get(key, 0) + counts.get(lane, 0)
+            lanes: set[str] = state[6]
+            for lane in lanes:  # each lane seen, at 0 when it has nothing now
+                totals.setdefault((pool, lane), 0)
+            for lane, n in counts.items():  # past MAX_LANES: under OTHER_LANE, never dropped
+                key = (pool, lane if lane in lanes else OTHER_LANE)
+                totals[key] = totals.get(key, 0) + n
         return [Observation(n, self.attributes(pool, lane)) for (pool, lane), n in totals.items()]
 
     def _per_pool(self, which: int) -> list[Observation]:

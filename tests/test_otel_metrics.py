@@ -817,3 +817,36 @@ def test_after_a_mixed_race_the_metrics_count_what_statistics_count(metrics: Met
     counted = metrics.outcomes("m-mixed")
     counted.pop("rejected", None)
     assert counted == {k: v for k, v in expected.items() if v}, f"metrics {counted} != statistics {expected}"
+
+
+@pytest.mark.timeout(30)
+def test_lanes_past_max_lanes_are_reported_under_the_other_lane_not_dropped(
+    metrics: Metrics, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    request = [0]
+    pool = fairpool.Pool(threads=4, name="m-lanes", lane_key=lambda: f"req-{request[0]}")
+    futures_: list[Any] = []
+    try:
+        for _ in range(20):  # earlier requests, one call each, each in a lane of its own
+            request[0] += 1
+            pool.execute(int, "1")
+        metrics.value("fairpool.pool.thread.usage", pool="m-lanes")  # a scrape meanwhile
+        for _ in range(10):  # now 10 requests in flight, in new lanes: 4 running, 6 queued
+            request[0] += 1
+            futures_.append(pool.submit(gate.wait, 10))
+        wait_until(lambda: pool.statistics().busy == 4, what="4 calls to run")
+        usage = metrics.value("fairpool.pool.thread.usage", pool="m-lanes")
+        queued = metrics.value("fairpool.pool.queue.length", pool="m-lanes")
+        assert (usage, queued) == (4, 6), f"gauges read {usage} busy, {queued} queued for 4 busy, 6 queued"
+        assert metrics.value("fairpool.pool.thread.usage", pool="m-lanes", lane="<other>") == 4
+        points = metrics.points("fairpool.pool.queue.length", pool="m-lanes")
+        lanes = {point.attributes["fairpool.lane"] for point in points}
+        assert len(lanes) <= 9 and "<other>" in lanes, f"lanes reported: {sorted(lanes)}"
+        gate.set()
+        for future in futures_:
+            future.result(10)
+        assert metrics.value("fairpool.pool.thread.usage", pool="m-lanes", lane="<other>") == 0
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
