@@ -26,6 +26,7 @@ Which thread touches what:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,6 +113,8 @@ class Core:
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
         factory = _tally.factory  # metrics on: counts by lane and outcome (fairpool._tally)
         self.tally: _tally.Tally | None = None if factory is None else factory(name)
+        if self.tally is not None:
+            self.tally.owner = weakref.ref(self)  # gone with the pool: its counts are folded then
 
     def closed_error(self) -> PoolClosed:
         if self.closed_by_exit:

@@ -40,10 +40,13 @@ RETURNED, RAISED, CANCELLED, ABANDONED, REJECTED, CLOSED = range(6)
 class Tally:
     """One pool's counts by lane and outcome, and the queue waits and run times to record."""
 
-    __slots__ = ("dropped", "lanes", "max_pending", "pending", "pool")
+    __slots__ = ("dropped", "lanes", "max_pending", "owner", "pending", "pool")
 
     def __init__(self, pool: str, max_pending: int) -> None:
         self.pool = pool
+        #: A weak reference to the pool's core, set by the core: once it is gone, nothing counts
+        #: here any more and the metrics fold these counts into their pool name's (``fold``).
+        self.owner: Callable[[], Any] | None = None
         self.lanes: dict[str, list[int]] = {}  #: lane: counts, indexed by outcome
         #: (lane, outcome or -1, queue wait, run time) of each call a worker ran: ``outcome`` is
         #: RETURNED or RAISED when the call was answered with its result, -1 when its caller
@@ -75,6 +78,23 @@ class Tally:
     def counts(self) -> list[tuple[str, list[int]]]:
         """(lane, counts by outcome) for each lane that had a call: copies, without the lock."""
         return [(lane, list(counts)) for lane, counts in list(self.lanes.items())]
+
+    def fold(self, other: Tally) -> None:
+        """Add ``other``'s counts and pending entries to these (``other`` counts no more)."""
+        for lane, counts in list(other.lanes.items()):
+            mine = self.lanes.get(lane)
+            if mine is None:
+                self.lanes[lane] = list(counts)
+            else:
+                for outcome, n in enumerate(counts):
+                    mine[outcome] += n
+        pending, entries = self.pending, other.pending
+        while entries:
+            try:
+                pending.append(entries.popleft())  # each entry once: here, or to a concurrent drain
+            except IndexError:
+                break
+        self.dropped += other.dropped
 
     def forget(self) -> None:
         """In a forked child: the counts and entries so far are the parent's."""

@@ -357,6 +357,10 @@ class _Instruments:
         #: Every pool's tally made for these instruments (kept after the pool is gone: its calls
         #: stay counted in a cumulative counter).
         self.tallies: list[_tally.Tally] = []
+        #: By pool name: the counts of that name's pools that are gone (folded into one tally,
+        #: also in ``tallies``), so that memory is bounded by pool names and lanes, not pools.
+        self._folded: dict[str, _tally.Tally] = {}
+        self._fold_lock = allocate_lock()  # folds, and reads of the counts, one at a time
         self.recorder: MetricsRecorder | None = None  # the one whose entries and pools these report
         histograms = {}
         for name, (kind, unit, description) in METRICS.items():
@@ -478,17 +482,34 @@ class _Instruments:
             return []
         recorder.collection_drain()
         totals: dict[tuple[str, str, int], int] = {}
-        for tally in list(self.tallies):
-            for lane, counts in tally.counts():
-                for outcome, n in enumerate(counts):
-                    if n:
-                        key = (tally.pool, lane, outcome)
-                        totals[key] = totals.get(key, 0) + n
+        with self._fold_lock:  # a tally is read here before its fold, or in its name's after: once
+            self._fold_gone()
+            for tally in list(self.tallies):
+                for lane, counts in tally.counts():
+                    for outcome, n in enumerate(counts):
+                        if n:
+                            key = (tally.pool, lane, outcome)
+                            totals[key] = totals.get(key, 0) + n
         outcomes = _tally.OUTCOMES
         return [
             Observation(n, self.attributes(pool, lane, outcomes[outcome]))
             for (pool, lane, outcome), n in totals.items()
         ]
+
+    def _fold_gone(self) -> None:
+        """Fold the tallies of pools that are gone into one tally per pool name (under ``_fold_lock``).
+
+        A pool that is gone (its core collected) has no worker left to count: its tally
+        is final. Its counts go on being reported under its name, from the name's tally.
+        """
+        gone = [t for t in list(self.tallies) if t.owner is not None and t.owner() is None]
+        for tally in gone:
+            folded = self._folded.get(tally.pool)
+            if folded is None:
+                folded = self._folded[tally.pool] = _tally.Tally(tally.pool, MAX_PENDING)
+                self.tallies.append(folded)
+            folded.fold(tally)
+            self.tallies.remove(tally)
 
     def _queue_length(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._by_lane(3)
@@ -516,6 +537,9 @@ _lock = allocate_lock()
 def _after_fork_in_child() -> None:
     global _lock
     _lock = allocate_lock()
+    for instruments in list(_instruments.values()):  # a collector of the parent's may have held them
+        instruments._read_lock = allocate_lock()
+        instruments._fold_lock = allocate_lock()
     recorder = _active
     if recorder is not None:
         recorder.forget_the_parents_entries()
@@ -554,7 +578,9 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
         _tally.factory = recorder.new_tally  # each new pool counts its calls
         for core in list(_lifecycle._cores):  # and each live one
             if core.tally is None:
-                core.tally = recorder.new_tally(core.name)
+                tally = recorder.new_tally(core.name)
+                tally.owner = weakref.ref(core)
+                core.tally = tally
         locks.add_listener(recorder)
         hubwatch.add_stall_listener(recorder.hub_stalled)
     recorder.start_green_drain()  # under eventlet, from a thread with a hub; else the first collection's
