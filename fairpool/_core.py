@@ -26,7 +26,6 @@ Which thread touches what:
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -114,7 +113,7 @@ class Core:
         factory = _tally.factory  # metrics on: counts by lane and outcome (fairpool._tally)
         self.tally: _tally.Tally | None = None if factory is None else factory(name)
         if self.tally is not None:
-            self.tally.owner = weakref.ref(self)  # gone with the pool: its counts are folded then
+            self.tally.own(self)  # when this pool is gone, its counts are folded by its name
 
     def closed_error(self) -> PoolClosed:
         if self.closed_by_exit:

@@ -884,6 +884,8 @@ def test_pools_that_are_gone_are_folded_into_one_tally_per_name(metrics: Metrics
         settle()
         base = tracemalloc.get_traced_memory()[0]
         requests(5000)
+        gc.collect()
+        unfolded = [t for t in recorder.instruments.tallies.values() if t.pool == "m-per-request"]
         counted = settle()
         kept = tracemalloc.get_traced_memory()[0] - base
     finally:
@@ -894,7 +896,8 @@ def test_pools_that_are_gone_are_folded_into_one_tally_per_name(metrics: Metrics
         metrics.value("fairpool.pool.calls", pool="m-per-request", lane="b"),
     )
     assert by_lane == (101, 7000), f"calls by lane: {by_lane}"
-    mine = [t for t in recorder.instruments.tallies if t.pool == "m-per-request"]
+    assert len(unfolded) == 1, f"{len(unfolded)} tallies kept until a collection, for pools all gone"
+    mine = [t for t in recorder.instruments.tallies.values() if t.pool == "m-per-request"]
     assert len(mine) == 1, f"{len(mine)} tallies kept for 7101 pools of one name, all gone"
     # Before, ~1.2 KB a pool was kept: 6 MB for 5000 pools.
     assert kept < 200_000, f"{kept} bytes kept after 5000 more pools of the same name"
