@@ -112,6 +112,8 @@ class Core:
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
         factory = _tally.factory  # metrics on: counts by lane and outcome (fairpool._tally)
         self.tally: _tally.Tally | None = None if factory is None else factory(name)
+        if self.tally is not None:
+            self.tally.own(self)  # when this pool is gone, its counts are folded by its name
 
     def closed_error(self) -> PoolClosed:
         if self.closed_by_exit:

@@ -14,6 +14,7 @@ workers, popped by collectors (``append`` and ``popleft`` are atomic).
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,10 +41,14 @@ RETURNED, RAISED, CANCELLED, ABANDONED, REJECTED, CLOSED = range(6)
 class Tally:
     """One pool's counts by lane and outcome, and the queue waits and run times to record."""
 
-    __slots__ = ("dropped", "lanes", "max_pending", "pending", "pool")
+    __slots__ = ("dropped", "lanes", "max_pending", "on_gone", "owner", "pending", "pool")
 
     def __init__(self, pool: str, max_pending: int) -> None:
         self.pool = pool
+        #: A weak reference to the pool's core (:meth:`own`): once it is gone, nothing counts
+        #: here any more, and ``on_gone(self)`` is called (the metrics fold the counts, ``fold``).
+        self.owner: Callable[[], Any] | None = None
+        self.on_gone: Callable[[Tally], None] | None = None
         self.lanes: dict[str, list[int]] = {}  #: lane: counts, indexed by outcome
         #: (lane, outcome or -1, queue wait, run time) of each call a worker ran: ``outcome`` is
         #: RETURNED or RAISED when the call was answered with its result, -1 when its caller
@@ -75,6 +80,35 @@ class Tally:
     def counts(self) -> list[tuple[str, list[int]]]:
         """(lane, counts by outcome) for each lane that had a call: copies, without the lock."""
         return [(lane, list(counts)) for lane, counts in list(self.lanes.items())]
+
+    def own(self, core: Any) -> None:
+        """``core`` counts here: when it is gone, ``on_gone(self)`` is called (in that thread)."""
+        on_gone = self.on_gone
+        if on_gone is None:
+            self.owner = weakref.ref(core)
+        else:  # (a cycle through this tally until the fold drops ``owner``)
+
+            def gone(_ref: Any, tally: Tally = self) -> None:
+                on_gone(tally)
+
+            self.owner = weakref.ref(core, gone)
+
+    def fold(self, other: Tally) -> None:
+        """Add ``other``'s counts and pending entries to these (``other`` counts no more)."""
+        for lane, counts in list(other.lanes.items()):
+            mine = self.lanes.get(lane)
+            if mine is None:
+                self.lanes[lane] = list(counts)
+            else:
+                for outcome, n in enumerate(counts):
+                    mine[outcome] += n
+        pending, entries = self.pending, other.pending
+        while entries:
+            try:
+                pending.append(entries.popleft())  # each entry once: here, or to a concurrent drain
+            except IndexError:
+                break
+        self.dropped += other.dropped
 
     def forget(self) -> None:
         """In a forked child: the counts and entries so far are the parent's."""

@@ -360,6 +360,7 @@ def help_with(job: Job) -> bool:
                 worker.helped.remove(job)
                 if move(job, CANCELLED):  # else a shutdown's timeout answered it (CLOSED) meanwhile
                     core.cancelled += 1
+                    core.count_locked(job, _tally.CANCELLED)
                     core.drop_call(job)
                     out.append(job)  # not answered: its observers hear it was cancelled
             return True
@@ -387,6 +388,9 @@ def help_with(job: Job) -> bool:
             core.answer(out)
         except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this wait
             report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
+    tally = core.tally
+    if tally is not None:  # after the answer, unlocked, as work() does: the metrics' queue wait and run time
+        tally.ran(job)
     return True
 
 

@@ -11,15 +11,20 @@ The provider is not made the global one: a service that sets its own later
 must still be able to. Needs ``opentelemetry-sdk`` and
 ``opentelemetry-exporter-prometheus`` (which brings ``prometheus_client``).
 
-The endpoint runs in one native daemon thread, on sockets of the unpatched
-``socket`` module (eventlet's original when eventlet is imported), one
-request at a time: prometheus_client's own server starts a thread per
-request, which becomes a green thread once ``eventlet.monkey_patch()`` runs,
-and would never run when started from a native thread (and ``fairpool run``
-starts the endpoint as the service imports eventlet, before its patch). A
-native thread also keeps the scrape working while the hub is blocked: it is
+The endpoint accepts in one native daemon thread, on sockets of the unpatched
+``socket`` module (eventlet's original when eventlet is imported), and answers
+each connection in a native thread of its own (eventlet's unpatched
+``threading``), at most :data:`MAX_CONNECTIONS` at once; one more is closed at
+once. A request must arrive whole within :data:`REQUEST_TIMEOUT` seconds
+(however slowly it trickles in), else it is closed unanswered: a slow or
+silent client delays no other scraper. prometheus_client's own server starts a
+thread per request, which becomes a green thread once ``eventlet.monkey_patch()``
+runs, and would never run when started from a native thread (and ``fairpool
+run`` starts the endpoint as the service imports eventlet, before its patch).
+Native threads also keep the scrape working while the hub is blocked: it is
 what an operator looks at then. A scrape runs the collection (the SDK's
-recording of the pending queue waits and run times) in that thread.
+recording of the pending queue waits and run times) in its thread, one
+collection at a time.
 
 Once per process. A forked child does not inherit the thread: it closes its
 copy of the listening socket; if the port was 0 (any free port), it starts an
@@ -30,6 +35,7 @@ metrics are not served (a port is bound by one process).
 from __future__ import annotations
 
 import sys
+from time import monotonic
 from typing import Any
 
 from ._native import allocate_lock, eventlet_patcher, os, start_thread
@@ -39,8 +45,10 @@ __all__ = ["ADDRESS_VARIABLE", "DEFAULT_ADDRESS", "PORT_VARIABLE", "check_port",
 DEFAULT_ADDRESS = "127.0.0.1"
 PORT_VARIABLE = "FAIRPOOL_METRICS_PORT"
 ADDRESS_VARIABLE = "FAIRPOOL_METRICS_ADDR"
-#: Seconds a scraper may take to send its request.
-REQUEST_TIMEOUT = 10.0
+#: Seconds a scraper may take to send its whole request (and again to read the reply).
+REQUEST_TIMEOUT = 5.0
+#: Connections answered at once, each in a native thread; one more is closed at once.
+MAX_CONNECTIONS = 8
 MISSING = (
     "needs opentelemetry-sdk and opentelemetry-exporter-prometheus in the service's Python "
     "(pip install 'fairpool[otel]' opentelemetry-sdk opentelemetry-exporter-prometheus)"
@@ -140,25 +148,77 @@ def _listen(address: str, port: int) -> Any:
 
 
 def _serve_forever(sock: Any, registry: Any) -> None:
-    """The endpoint's native thread: answer one request at a time until the socket closes."""
+    """The endpoint's native thread: accept connections until the socket closes.
+
+    Each connection is answered in a native thread of its own, at most
+    :data:`MAX_CONNECTIONS` at once: one more is closed at once, unanswered, so a
+    client that holds its connection open delays no other scraper, and a flood of
+    them costs no more than ``MAX_CONNECTIONS`` threads and sockets.
+    """
     pid = os.getpid()
+    slots = _Slots()
+    collecting = allocate_lock()  # one collection at a time: the scrapers' I/O is not under it
+    name = f"fairpool-metrics-conn-{sock.getsockname()[1]}"
     while os.getpid() == pid:
         try:
             conn, _ = sock.accept()
         except OSError:
             return  # closed
+        if not slots.take():
+            _close(conn)  # too many at once: this one is refused (the client sees the connection close)
+            continue
         try:
-            _answer(conn, registry)
-        except Exception:  # noqa: BLE001 - a scraper that hung up: the next one is served
-            pass
-        finally:
-            conn.close()
+            start_thread(_handle, (conn, registry, collecting, slots), name)
+        except Exception:  # noqa: BLE001 - no thread to be had: this one is refused, the next one tried
+            slots.give()
+            _close(conn)
 
 
-def _answer(conn: Any, registry: Any) -> None:
-    conn.settimeout(REQUEST_TIMEOUT)
+class _Slots:
+    """How many connections are being answered now (at most :data:`MAX_CONNECTIONS`)."""
+
+    def __init__(self) -> None:
+        self.lock = allocate_lock()
+        self.taken = 0
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.taken >= MAX_CONNECTIONS:
+                return False
+            self.taken += 1
+            return True
+
+    def give(self) -> None:
+        with self.lock:
+            self.taken -= 1
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def _handle(conn: Any, registry: Any, collecting: Any, slots: _Slots) -> None:
+    """A connection's native thread: answer its request, then close it."""
+    try:
+        _answer(conn, registry, collecting)
+    except Exception:  # noqa: BLE001 - a scraper that hung up or was too slow: dropped
+        pass
+    finally:
+        _close(conn)
+        slots.give()
+
+
+def _answer(conn: Any, registry: Any, collecting: Any) -> None:
+    deadline = monotonic() + REQUEST_TIMEOUT  # for the whole request, however it trickles in
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 65536:
+        left = deadline - monotonic()
+        if left <= 0:
+            return  # too slow: closed unanswered
+        conn.settimeout(left)
         chunk = conn.recv(4096)
         if not chunk:
             break
@@ -175,11 +235,14 @@ def _answer(conn: Any, registry: Any) -> None:
         from prometheus_client.exposition import choose_encoder
 
         encode, ctype = choose_encoder(headers.get("accept", ""))
-        status, body = "200 OK", encode(registry)
+        with collecting:
+            body = encode(registry)
+        status = "200 OK"
     reply = (
         f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode("latin-1")
+    conn.settimeout(REQUEST_TIMEOUT)  # the whole reply's deadline (sendall's timeout is its total)
     conn.sendall(reply if method == "HEAD" else reply + body)
 
 

@@ -100,6 +100,10 @@ DURATION_BUCKETS = (
 )
 #: Most attribute sets remembered (pools x lanes x outcomes): more are made afresh each time.
 _ATTRIBUTE_CACHE = 4096
+#: Most lanes a pool's gauges name one by one; the current counts of later lanes are reported
+#: together under the lane :data:`OTHER_LANE` (nothing is dropped).
+MAX_LANES = 4096
+OTHER_LANE = "<other>"
 
 POOL = "fairpool.pool.name"
 LANE = "fairpool.lane"
@@ -172,16 +176,17 @@ class MetricsRecorder:
     def dropped(self) -> int:
         """Entries (queue waits and run times, lock events, stalls) dropped because
         :data:`MAX_PENDING` were waiting for a collection. Calls are still counted."""
-        return self._dropped + sum(t.dropped for t in list(self.instruments.tallies))
+        return self._dropped + sum(t.dropped for t in list(self.instruments.tallies.values()))
 
     def pending(self) -> int:
         """Entries waiting to be recorded into the histograms."""
-        return sum(len(t.pending) for t in list(self.instruments.tallies)) + len(self.lock_events)
+        return sum(len(t.pending) for t in list(self.instruments.tallies.values())) + len(self.lock_events)
 
     def new_tally(self, pool: str) -> _tally.Tally:
         """A tally for a pool named ``pool`` (``_tally.factory``): reported by these instruments."""
         tally = _tally.Tally(pool, MAX_PENDING)
-        self.instruments.tallies.append(tally)
+        tally.on_gone = self.instruments.pool_gone
+        self.instruments.tallies[id(tally)] = tally
         return tally
 
     def lock_waited(self, name: str, start: float, end: float) -> None:
@@ -221,7 +226,7 @@ class MetricsRecorder:
 
     def forget_the_parents_entries(self) -> None:
         """In a forked child: what is counted and pending is the parent's to report."""
-        for tally in self.instruments.tallies:
+        for tally in list(self.instruments.tallies.values()):
             tally.forget()
         self.lock_events = deque()
         self.stalls = deque()
@@ -241,7 +246,7 @@ class MetricsRecorder:
         run_record = instruments.run.record
         outcomes = _tally.OUTCOMES
         left = self.pending() if limit is None else limit
-        for tally in list(instruments.tallies):
+        for tally in list(instruments.tallies.values()):
             pool, entries = tally.pool, tally.pending
             while left > 0 and entries:
                 left -= 1
@@ -352,7 +357,12 @@ class _Instruments:
         self._lanes_seen: weakref.WeakKeyDictionary[Core, set[str]] = weakref.WeakKeyDictionary()
         #: Every pool's tally made for these instruments (kept after the pool is gone: its calls
         #: stay counted in a cumulative counter).
-        self.tallies: list[_tally.Tally] = []
+        self.tallies: dict[int, _tally.Tally] = {}  # by id (one add or delete is atomic)
+        #: By pool name: the counts of that name's pools that are gone (folded into one tally,
+        #: also in ``tallies``), so that memory is bounded by pool names and lanes, not pools.
+        self._folded: dict[str, _tally.Tally] = {}
+        self._fold_lock = allocate_lock()  # folds, and reads of the counts, one at a time
+        self._gone: deque[_tally.Tally] = deque()  # tallies of pools gone while _fold_lock was held
         self.recorder: MetricsRecorder | None = None  # the one whose entries and pools these report
         histograms = {}
         for name, (kind, unit, description) in METRICS.items():
@@ -413,14 +423,19 @@ class _Instruments:
     ) -> Iterator[tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int], set[str]]]:
         """Each live pool's state, with its default lane and every lane it has shown (0 when none now)."""
         called: dict[str, set[str]] = {}  # by pool name: lanes that had calls
-        for tally in list(self.tallies):
+        for tally in list(self.tallies.values()):
             called.setdefault(tally.pool, set()).update(list(tally.lanes))
         for core in list(_lifecycle._cores):
             name, size, threads, queued, held, busy = _pool_state(core)
             with self._read_lock:
                 seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
-                if len(seen) < _ATTRIBUTE_CACHE:
-                    seen.update(queued, held, busy, called.get(name, ()))
+                if len(seen) < MAX_LANES:
+                    for lane in (*queued, *held, *busy, *called.get(name, ())):
+                        if len(seen) >= MAX_LANES:
+                            break
+                        seen.add(lane)
+                if len(seen) >= MAX_LANES:  # later lanes' counts go to OTHER_LANE (_by_lane)
+                    seen.add(OTHER_LANE)
                 lanes = set(seen)
             yield name, size, threads, queued, held, busy, lanes
 
@@ -435,10 +450,14 @@ class _Instruments:
             return []  # stopped: its last entries were recorded just now
         totals: dict[tuple[str, str], int] = {}
         for state in self._states():
+            pool = state[0]
             counts: dict[str, int] = state[which]  # type: ignore[assignment]
-            for lane in state[6]:
-                key = (state[0], lane)
-                totals[key] = totals.get(key, 0) + counts.get(lane, 0)
+            lanes: set[str] = state[6]
+            for lane in lanes:  # each lane seen, at 0 when it has nothing now
+                totals.setdefault((pool, lane), 0)
+            for lane, n in counts.items():  # past MAX_LANES: under OTHER_LANE, never dropped
+                key = (pool, lane if lane in lanes else OTHER_LANE)
+                totals[key] = totals.get(key, 0) + n
         return [Observation(n, self.attributes(pool, lane)) for (pool, lane), n in totals.items()]
 
     def _per_pool(self, which: int) -> list[Observation]:
@@ -465,17 +484,57 @@ class _Instruments:
             return []
         recorder.collection_drain()
         totals: dict[tuple[str, str, int], int] = {}
-        for tally in list(self.tallies):
-            for lane, counts in tally.counts():
-                for outcome, n in enumerate(counts):
-                    if n:
-                        key = (tally.pool, lane, outcome)
-                        totals[key] = totals.get(key, 0) + n
+        with self._fold_lock:  # a tally is read here before its fold, or in its name's after: once
+            self._fold_gone()
+            for tally in list(self.tallies.values()):
+                for lane, counts in tally.counts():
+                    for outcome, n in enumerate(counts):
+                        if n:
+                            key = (tally.pool, lane, outcome)
+                            totals[key] = totals.get(key, 0) + n
         outcomes = _tally.OUTCOMES
         return [
             Observation(n, self.attributes(pool, lane, outcomes[outcome]))
             for (pool, lane, outcome), n in totals.items()
         ]
+
+    def pool_gone(self, tally: _tally.Tally) -> None:
+        """``tally``'s pool is gone (in the thread that let it go): fold its counts by its name now,
+        or, while a collection reads the counts, at the next one."""
+        if self._fold_lock.acquire(False):
+            try:
+                self._fold(tally)
+                self._fold_gone()
+            finally:
+                self._fold_lock.release()
+        else:
+            self._gone.append(tally)
+
+    def _fold_gone(self) -> None:
+        """Fold the tallies of pools gone while the counts were read (under ``_fold_lock``)."""
+        gone = self._gone
+        while gone:
+            try:
+                tally = gone.popleft()
+            except IndexError:
+                break
+            self._fold(tally)
+
+    def _fold(self, tally: _tally.Tally) -> None:
+        """Fold the tally of a pool that is gone into its pool name's (under ``_fold_lock``).
+
+        A pool that is gone (its core collected) has no worker left to count: its tally is
+        final. Its counts go on being reported under its name, from that name's tally.
+        """
+        if self.tallies.get(id(tally)) is not tally:
+            return  # folded already
+        folded = self._folded.get(tally.pool)
+        if folded is None:
+            folded = self._folded[tally.pool] = _tally.Tally(tally.pool, MAX_PENDING)
+            self.tallies[id(folded)] = folded
+        folded.fold(tally)
+        del self.tallies[id(tally)]
+        tally.owner = None  # (the cycle through its weak reference's callback)
 
     def _queue_length(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._by_lane(3)
@@ -503,6 +562,9 @@ _lock = allocate_lock()
 def _after_fork_in_child() -> None:
     global _lock
     _lock = allocate_lock()
+    for instruments in list(_instruments.values()):  # a collector of the parent's may have held them
+        instruments._read_lock = allocate_lock()
+        instruments._fold_lock = allocate_lock()
     recorder = _active
     if recorder is not None:
         recorder.forget_the_parents_entries()
@@ -541,7 +603,9 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
         _tally.factory = recorder.new_tally  # each new pool counts its calls
         for core in list(_lifecycle._cores):  # and each live one
             if core.tally is None:
-                core.tally = recorder.new_tally(core.name)
+                tally = recorder.new_tally(core.name)
+                tally.own(core)
+                core.tally = tally
         locks.add_listener(recorder)
         hubwatch.add_stall_listener(recorder.hub_stalled)
     recorder.start_green_drain()  # under eventlet, from a thread with a hub; else the first collection's

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -321,3 +322,123 @@ def test_the_options_become_the_variables() -> None:
     assert (env["FAIRPOOL_METRICS_PORT"], env["FAIRPOOL_METRICS_ADDR"]) == ("9464", "0.0.0.0")
     with pytest.raises(ValueError, match="port must be a TCP port"):
         metrics_http.serve(-1)
+
+
+# -- slow, silent and many clients: no scraper waits on another --------------------------
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The endpoint's server, in this process, on a free port, with a registry of its own: its URL."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    monkeypatch.setattr(metrics_http, "REQUEST_TIMEOUT", 1.0)
+    registry = CollectorRegistry()
+    Counter("probe_total", "A sample to scrape", registry=registry).inc()
+    sock = metrics_http._listen("127.0.0.1", 0)
+    thread = threading.Thread(target=metrics_http._serve_forever, args=(sock, registry), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/metrics"
+    finally:
+        import socket as socket_module
+
+        try:
+            sock.shutdown(socket_module.SHUT_RDWR)  # wakes the accept(): the thread returns
+        except OSError:
+            pass
+        sock.close()
+        thread.join(10)
+        assert not thread.is_alive(), "the endpoint's thread did not end with its socket"
+
+
+def _connect(url: str) -> Any:
+    import socket as socket_module
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    return socket_module.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def _timed_scrape(url: str) -> float:
+    started = time.monotonic()
+    text = get(url, timeout=20)
+    assert "probe_total 1.0" in text, f"not the registry's exposition: {text!r}"
+    return time.monotonic() - started
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_loris_and_a_silent_client_do_not_delay_another_scrape(endpoint: str) -> None:
+    silent = _connect(endpoint)  # connects and sends nothing
+    loris = _connect(endpoint)
+    stop = threading.Event()
+
+    def trickle() -> None:  # one byte every 0.2 s: never a whole request
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\n" * 100:
+            if stop.wait(0.2):
+                return
+            try:
+                loris.send(bytes([byte]))
+            except OSError:
+                return
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        time.sleep(0.3)  # both are accepted before the scrape
+        took = [_timed_scrape(endpoint) for _ in range(3)]
+        # The old endpoint answered one connection at a time: the silent client held it for its
+        # read timeout (10 s), the slow one forever.
+        assert max(took) < 0.9, f"scrapes took {took} s behind a silent and a slow client"
+        # Both were closed at the request's deadline (1 s here), however slowly they sent.
+        for client, what in ((silent, "silent"), (loris, "slow")):
+            client.settimeout(5)
+            try:
+                assert client.recv(100) == b"", f"the {what} client was answered"
+            except ConnectionResetError:
+                pass
+    finally:
+        stop.set()
+        trickler.join(5)
+        silent.close()
+        loris.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _conn_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("fairpool-metrics-conn-"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts file descriptors in /proc")
+def test_many_connections_cost_a_bounded_number_of_threads_and_leak_none(endpoint: str) -> None:
+    _timed_scrape(endpoint)
+    wait_until_no_connection_threads = time.monotonic() + 10
+    while _conn_threads() and time.monotonic() < wait_until_no_connection_threads:
+        time.sleep(0.05)
+    fds = _fds()
+    held = [_connect(endpoint) for _ in range(100)]  # silent: each holds its connection
+    try:
+        time.sleep(0.3)
+        assert _conn_threads() <= metrics_http.MAX_CONNECTIONS, f"{_conn_threads()} threads for 100 clients"
+        # Past MAX_CONNECTIONS they are closed at once (a scrape then too, and tried again): one gets
+        # a free slot at the latest when the held ones reach their deadline (1 s here).
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _timed_scrape(endpoint)
+                break
+            except (ConnectionError, OSError) as exc:
+                assert time.monotonic() < deadline, f"no scrape answered in 10 s among 100 clients: {exc!r}"
+                time.sleep(0.1)
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (_conn_threads() or _fds() > fds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _conn_threads() == 0, f"{_conn_threads()} connection threads left"
+    assert _fds() <= fds, f"{_fds()} file descriptors open, {fds} before the 100 connections"
+    _timed_scrape(endpoint)

@@ -6,6 +6,8 @@ Prometheus scrape over HTTP of a pool workload running in another process."""
 from __future__ import annotations
 
 import ctypes
+import itertools
+import random
 import re
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import eventlet
@@ -716,3 +719,218 @@ def test_under_monkey_patching_a_collection_records_a_bounded_share_of_a_backlog
     out = run_script(_BUDGET, timeout=80)
     budget = 6 * otel_metrics.COLLECTION_BUDGET
     assert f"counted 2000 pending {2000 - budget}" in out, out
+
+
+# -- helping: a worker that waits on a queued future of its own pool runs it itself ------
+
+
+@pytest.mark.timeout(30)
+def test_calls_run_by_helping_have_their_queue_waits_and_run_times(metrics: Metrics) -> None:
+    pool = fairpool.Pool(threads=1, name="m-helped")
+
+    def outer() -> None:
+        inner = [pool.submit(time.sleep, 0.01) for _ in range(4)]
+        for future in inner:
+            future.result()  # Pool(1): this worker runs them itself
+
+    try:
+        pool.submit(outer).result(10)
+    finally:
+        pool.shutdown(timeout=5)
+    assert metrics.outcomes("m-helped") == {"returned": 5}
+    waits, _ = metrics.histogram("fairpool.pool.call.queue_wait.duration", pool="m-helped")
+    runs, run_s = metrics.histogram("fairpool.pool.call.run.duration", pool="m-helped", outcome="returned")
+    assert waits == 5, f"{waits} queue waits recorded for 5 calls (4 of them helped)"
+    assert runs == 5 and run_s >= 0.04, f"run times of 5 calls (4 helped): {runs} recorded, {run_s}s"
+
+
+@pytest.mark.timeout(30)
+def test_a_cancel_that_races_helping_is_counted_cancelled(metrics: Metrics) -> None:
+    # The helper took the queued call; its future is cancelled before the helper starts it.
+    pool = fairpool.Pool(threads=1, name="m-help-cancel")
+
+    def outer() -> str:
+        inner = pool.submit(int, "1")
+        start = inner.start
+
+        def cancel_then_start() -> bool:
+            assert inner.cancel(), "the future could not be cancelled before it started"
+            return start()
+
+        inner.start = cancel_then_start  # type: ignore[method-assign]
+        try:
+            inner.result()
+        except futures.CancelledError:
+            return "cancelled"
+        return "ran"
+
+    try:
+        assert pool.submit(outer).result(10) == "cancelled"
+        stats = pool.statistics()
+    finally:
+        pool.shutdown(timeout=5)
+    assert stats.cancelled == 1, f"statistics: {stats}"
+    assert metrics.outcomes("m-help-cancel") == {"returned": 1, "cancelled": 1}
+
+
+@pytest.mark.timeout(120)
+def test_after_a_mixed_race_the_metrics_count_what_statistics_count(metrics: Metrics) -> None:
+    # Helping, cancels, callers' timeouts and a shutdown racing each other: every final state a
+    # call reaches is counted once in statistics() and once in fairpool.pool.calls, the same.
+    pool = fairpool.Pool(threads=2, name="m-mixed")
+    rng = random.Random(7)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+
+    def outer(n: int) -> None:
+        inner = [pool.submit(time.sleep, 0.0005 * (i % 3)) for i in range(n)]
+        for i, future in enumerate(inner):
+            try:
+                if i % 4 == 0:
+                    future.cancel()
+                future.result(timeout=0.001 if i % 5 == 0 else None)
+            except (futures.CancelledError, futures.TimeoutError, fairpool.FairpoolError):
+                pass
+
+    try:
+        outers = []
+        for _ in range(300):
+            outers.append(pool.submit(outer, rng.randint(1, 6)))
+            for future in pool.submit(int, "1"), pool.submit(int, "x"):
+                if rng.random() < 0.3:
+                    future.cancel()
+        for future in outers[:150]:
+            try:
+                future.result(timeout=0.0001 if rng.random() < 0.2 else 30)
+            except (futures.TimeoutError, futures.CancelledError):
+                pass
+    finally:
+        pool.shutdown(timeout=0.05)
+        sys.setswitchinterval(switch)
+    stats = pool.statistics()
+    expected = {
+        "returned": stats.completed,
+        "raised": stats.failed,
+        "cancelled": stats.cancelled,
+        "abandoned": stats.abandoned,
+        "closed": stats.closed,
+    }
+    counted = metrics.outcomes("m-mixed")
+    counted.pop("rejected", None)
+    assert counted == {k: v for k, v in expected.items() if v}, f"metrics {counted} != statistics {expected}"
+
+
+@pytest.mark.timeout(30)
+def test_lanes_past_max_lanes_are_reported_under_the_other_lane_not_dropped(
+    metrics: Metrics, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    request = [0]
+    pool = fairpool.Pool(threads=4, name="m-lanes", lane_key=lambda: f"req-{request[0]}")
+    futures_: list[Any] = []
+    try:
+        for _ in range(20):  # earlier requests, one call each, each in a lane of its own
+            request[0] += 1
+            pool.execute(int, "1")
+        metrics.value("fairpool.pool.thread.usage", pool="m-lanes")  # a scrape meanwhile
+        for _ in range(10):  # now 10 requests in flight, in new lanes: 4 running, 6 queued
+            request[0] += 1
+            futures_.append(pool.submit(gate.wait, 10))
+        wait_until(lambda: pool.statistics().busy == 4, what="4 calls to run")
+        usage = metrics.value("fairpool.pool.thread.usage", pool="m-lanes")
+        queued = metrics.value("fairpool.pool.queue.length", pool="m-lanes")
+        assert (usage, queued) == (4, 6), f"gauges read {usage} busy, {queued} queued for 4 busy, 6 queued"
+        assert metrics.value("fairpool.pool.thread.usage", pool="m-lanes", lane="<other>") == 4
+        points = metrics.points("fairpool.pool.queue.length", pool="m-lanes")
+        lanes = {point.attributes["fairpool.lane"] for point in points}
+        assert len(lanes) <= 9 and "<other>" in lanes, f"lanes reported: {sorted(lanes)}"
+        gate.set()
+        for future in futures_:
+            future.result(10)
+        assert metrics.value("fairpool.pool.thread.usage", pool="m-lanes", lane="<other>") == 0
+    finally:
+        gate.set()
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(120)
+def test_pools_that_are_gone_are_folded_into_one_tally_per_name(metrics: Metrics) -> None:
+    # One short-lived pool per request: what is kept stays flat, however many there were.
+    import gc
+    import tracemalloc
+
+    def requests(n: int) -> None:
+        for _ in range(n):
+            with fairpool.Pool(threads=2, name="m-per-request") as pool:
+                with fairpool.lane("a" if n % 2 else "b"):
+                    pool.execute(int, "1")
+
+    recorder = otel.metrics_active()
+    assert recorder is not None
+
+    def settle() -> dict[str, int]:  # the pools gone folded, every entry recorded
+        gc.collect()
+        for _ in range(100):
+            counted = metrics.outcomes("m-per-request")
+            if not recorder.pending():
+                break
+        return counted
+
+    requests(101)
+    settle()
+    tracemalloc.start()
+    try:
+        requests(2000)  # the SDK's own state reaches its size (some 400 KB, whatever the pools)
+        settle()
+        base = tracemalloc.get_traced_memory()[0]
+        requests(5000)
+        gc.collect()
+        unfolded = [t for t in recorder.instruments.tallies.values() if t.pool == "m-per-request"]
+        counted = settle()
+        kept = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert counted == {"returned": 7101}, f"counts of the pools gone: {counted}"
+    by_lane = (
+        metrics.value("fairpool.pool.calls", pool="m-per-request", lane="a"),
+        metrics.value("fairpool.pool.calls", pool="m-per-request", lane="b"),
+    )
+    assert by_lane == (101, 7000), f"calls by lane: {by_lane}"
+    assert len(unfolded) == 1, f"{len(unfolded)} tallies kept until a collection, for pools all gone"
+    mine = [t for t in recorder.instruments.tallies.values() if t.pool == "m-per-request"]
+    assert len(mine) == 1, f"{len(mine)} tallies kept for 7101 pools of one name, all gone"
+    # Before, ~1.2 KB a pool was kept: 6 MB for 5000 pools.
+    assert kept < 200_000, f"{kept} bytes kept after 5000 more pools of the same name"
+    waits, _ = metrics.histogram("fairpool.pool.call.queue_wait.duration", pool="m-per-request")
+    assert waits == 7101, f"{waits} queue waits recorded for 7101 calls"
+
+
+@pytest.mark.timeout(120)
+def test_folding_gone_pools_while_collecting_counts_each_call_once(metrics: Metrics) -> None:
+    # Pools made and gone in several threads while another collects: the counter never goes
+    # down between collections (no call counted twice, then once) and ends exact.
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def collect() -> None:
+        while not stop.is_set():
+            seen.append(metrics.value("fairpool.pool.calls", pool="m-fold-race"))
+
+    def requests() -> None:
+        for _ in range(300):
+            with fairpool.Pool(threads=1, name="m-fold-race") as pool:
+                pool.execute(int, "1")
+                pool.submit(int, "2").result(10)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    makers = [threading.Thread(target=requests, daemon=True) for _ in range(3)]
+    for maker in makers:
+        maker.start()
+    for maker in makers:
+        maker.join(60)
+    stop.set()
+    collector.join(30)
+    decreases = [(a, b) for a, b in itertools.pairwise(seen) if b < a]
+    assert not decreases, f"the counter went down between collections: {decreases[:5]}"
+    assert metrics.value("fairpool.pool.calls", pool="m-fold-race") == 1800
