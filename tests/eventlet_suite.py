@@ -274,8 +274,9 @@ def select_files(files: Sequence[str], only: str | None) -> list[str]:
     return [f for f in files if f in chosen]
 
 
-def make_shim(workdir: Path, fairpool_src: Path) -> Path:
-    """A directory with ``sitecustomize.py`` and a ``fairpool`` symlink into ``fairpool_src``."""
+def make_shim(workdir: Path, fairpool_src: Path, sitecustomize: str = SITECUSTOMIZE) -> Path:
+    """A directory with ``sitecustomize.py`` (``sitecustomize``'s text) and a ``fairpool`` symlink
+    into ``fairpool_src``."""
     package = (fairpool_src / "fairpool").resolve()
     if not (package / "__init__.py").exists():
         raise HarnessError(f"--fairpool-src {fairpool_src}: no fairpool/__init__.py there")
@@ -286,7 +287,7 @@ def make_shim(workdir: Path, fairpool_src: Path) -> Path:
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(package, target_is_directory=True)
-    (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (shim / "sitecustomize.py").write_text(sitecustomize)
     return shim
 
 

@@ -82,7 +82,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
-import hashlib
 import json
 import os
 import shutil
@@ -92,9 +91,22 @@ import sys
 import tarfile
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+# What both harnesses share: a test's outcome, its states, the junit reader, the shim directory.
+from tests.eventlet_suite import (
+    BAD,
+    ERROR,
+    FAILED,
+    MISSING,
+    PASSED,
+    SKIPPED,
+    HarnessError,
+    Outcome,
+    make_shim,
+    parse_junit,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "fairpool-service-suites"
@@ -298,22 +310,6 @@ with open(sys.argv[2], "w") as f:
     json.dump(found, f)
 """
 
-PASSED, FAILED, ERROR, SKIPPED, MISSING = "passed", "failed", "error", "skipped", "missing"
-BAD = (FAILED, ERROR, MISSING)
-
-
-class HarnessError(Exception):
-    """The harness could not do its job (as opposed to tests failing)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """One test's result in one run."""
-
-    state: str  # PASSED, FAILED, ERROR, SKIPPED or MISSING
-    message: str = ""  # a line of the failure, error or skip message
-
-
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """A test that passes (or skips) without fairpool and fails with it, judged."""
@@ -501,21 +497,6 @@ def extract_tests(service: Service, workdir: Path, python: Path) -> Path:
     return root
 
 
-def make_shim(workdir: Path, fairpool_src: Path) -> Path:
-    """A directory with the ``sitecustomize.py`` and a ``fairpool`` symlink into ``fairpool_src``."""
-    package = (fairpool_src / "fairpool").resolve()
-    if not (package / "__init__.py").exists():
-        raise HarnessError(f"--fairpool-src {fairpool_src}: no fairpool/__init__.py there")
-    shim = workdir / "shim" / hashlib.sha256(str(package).encode()).hexdigest()[:12]
-    shim.mkdir(parents=True, exist_ok=True)
-    link = shim / "fairpool"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(package, target_is_directory=True)
-    (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return shim
-
-
 def mode_env(
     service: Service, mode: str, shim: Path, mark: Path, test_tmp: Path, logging: bool
 ) -> dict[str, str]:
@@ -564,35 +545,6 @@ def run_process(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return f"killed after {limit:.0f} s", proc.pid
-
-
-def parse_junit(path: Path, root: Path) -> dict[str, Outcome]:
-    """pytest's junit report -> {node id: outcome}; a failure plus a teardown error counts as the worse."""
-    try:
-        tree = ET.parse(path)
-    except ET.ParseError as exc:
-        raise HarnessError(f"cannot read {path}: {exc}") from None
-    rank = (PASSED, SKIPPED, ERROR, FAILED, MISSING).index
-    outcomes: dict[str, Outcome] = {}
-    for case in tree.getroot().iter("testcase"):
-        parts = case.get("classname", "").split(".")
-        test = f"{case.get('classname', '')}::{case.get('name', '')}"
-        for cut in range(len(parts), 0, -1):
-            if (root / ("/".join(parts[:cut]) + ".py")).exists():
-                test = "::".join(["/".join(parts[:cut]) + ".py", *parts[cut:], case.get("name", "")])
-                break
-        outcome = Outcome(PASSED)
-        for tag, state in (("failure", FAILED), ("error", ERROR), ("skipped", SKIPPED)):
-            child = case.find(tag)
-            if child is not None:
-                text = child.get("message") or child.text or ""
-                lines = [line.strip() for line in text.splitlines() if line.strip()]
-                outcome = Outcome(state, lines[0][:240] if lines else "")
-                break
-        previous = outcomes.get(test)
-        if previous is None or rank(outcome.state) > rank(previous.state):
-            outcomes[test] = outcome
-    return outcomes
 
 
 def nova_module(test: str, targets: Sequence[str]) -> str | None:
@@ -832,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.test_tmpdir = workdir / "tmp"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        shim = make_shim(workdir, args.fairpool_src.resolve())
+        shim = make_shim(workdir, args.fairpool_src.resolve(), SITECUSTOMIZE)
     except HarnessError as exc:
         print(f"service_suites: {exc}", file=sys.stderr)
         return 2
