@@ -48,7 +48,15 @@ from ._core import Core
 from ._faultlog import report_fault, warn
 from ._hublock import HubLock
 from ._job import ABANDONED, CANCELLED, NEW, RUNNING, Job, describe, move
-from ._native import TIMEOUT_MAX, allocate_lock, get_ident, monotonic, os, stdlib_threading
+from ._native import (
+    TIMEOUT_MAX,
+    allocate_lock,
+    get_ident,
+    monotonic,
+    os,
+    seconds_from_environment,
+    stdlib_threading,
+)
 from .errors import CancelledByShutdown, ExitTimeoutWarning, PoolClosed
 
 __all__ = [
@@ -107,13 +115,10 @@ def check_exit_timeout(value: object, param: str) -> float | None:
 
 def _exit_timeout_from_environment() -> float:
     """``FAIRPOOL_EXIT_TIMEOUT``, or the default; a bad value gives one warning and the default."""
-    raw = os.environ.get(EXIT_TIMEOUT_VARIABLE)
-    if raw is None or not raw.strip():
+    found = seconds_from_environment(EXIT_TIMEOUT_VARIABLE)
+    if found is None:
         return DEFAULT_EXIT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    raw, value = found
     if _exit_timeout_error(value) is not None:
         warn(
             f"fairpool: {EXIT_TIMEOUT_VARIABLE}={raw!r} is not a number of seconds from 0 to "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import _imp
 import importlib.machinery
 import importlib.util
+import math
 import os as _live_os
 import sys
 import threading as _live_threading
@@ -300,6 +301,18 @@ def thread_name() -> str:
     if not threads_patched():
         return str(_live_threading.current_thread().name)
     return f"Dummy-{ident}"
+
+
+def seconds_from_environment(name: str) -> tuple[str, float] | None:
+    """The environment variable ``name`` as ``(its text, its value)``, the value NaN when the
+    text is not a number (for the caller's range check to refuse); None if unset or blank."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return raw, float(raw)
+    except ValueError:
+        return raw, math.nan
 
 
 #: Whether *any* thread holds the import lock: the cheap first test before :func:`holds_import_lock`.

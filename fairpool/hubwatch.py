@@ -215,15 +215,12 @@ def watch_hub(threshold: float = 0.05) -> HubWatch:
 
 def _start_from_environment() -> HubWatch | None:
     """``FAIRPOOL_HUB_WATCH``: start a watch; a bad value gives one warning and no watch."""
-    from ._native import os
+    from ._native import seconds_from_environment
 
-    raw = os.environ.get(ENV_VARIABLE)
-    if raw is None or not raw.strip():
+    found = seconds_from_environment(ENV_VARIABLE)
+    if found is None:
         return None
-    try:
-        threshold = float(raw)
-    except ValueError:
-        threshold = math.nan
+    raw, threshold = found
     if _threshold_error(threshold) is not None:
         _tracefile.warn(
             f"fairpool: {ENV_VARIABLE}={raw!r} is not a number of seconds from {MIN_THRESHOLD:g} "
