@@ -45,14 +45,19 @@ def measure(full: bool, request: pytest.FixtureRequest) -> Any:
     """``measure(name, pinned=False)``: run ``bench.measure NAME`` in a fresh process; returns its JSON.
 
     A name ``worlds.NAME`` runs ``bench.measure_worlds NAME`` (native threads and asyncio),
-    ``busy.NAME`` runs ``bench.measure_busy NAME`` (busy processes beside it), kept as ``busy_NAME``.
+    ``busy.NAME`` runs ``bench.measure_busy NAME`` (busy processes beside it), kept as ``busy_NAME``,
+    ``metrics.NAME`` runs ``bench.measure_metrics NAME`` (OpenTelemetry metrics' cost).
     """
     out_dir = request.config.getoption("--bench-out") or RESULTS / ("full-latest" if full else "latest")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def run(name: str, pinned: bool = False) -> dict[str, Any]:
         module, _, short = name.rpartition(".")
-        module = {"worlds": "bench.measure_worlds", "busy": "bench.measure_busy"}.get(module, "bench.measure")
+        module = {
+            "worlds": "bench.measure_worlds",
+            "busy": "bench.measure_busy",
+            "metrics": "bench.measure_metrics",
+        }.get(module, "bench.measure")
         cmd = [sys.executable, "-m", module, short] + (["--full"] if full else [])
         if pinned:
             taskset = shutil.which("taskset")
