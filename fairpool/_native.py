@@ -98,6 +98,7 @@ def _installed(name: str) -> bool:
 HAVE_EVENTLET = _installed("eventlet")
 
 allocate_lock = _thread.allocate_lock
+RLock = _thread.RLock  # native even after eventlet.monkey_patch()
 TIMEOUT_MAX: float = _thread.TIMEOUT_MAX  # the longest a lock or join can be told to wait
 get_ident = _thread.get_ident
 get_native_id = _thread.get_native_id

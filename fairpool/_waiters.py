@@ -24,7 +24,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED as _CANCELLED
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
 from concurrent.futures._base import FINISHED as _FINISHED
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from ._hubchannel import HubChannel, current_greenlet, green_channel
 from ._job import Job
-from ._native import TIMEOUT_MAX, Condition, Event, allocate_lock, threads_patched, worker_local
+from ._native import TIMEOUT_MAX, Condition, Event, RLock, allocate_lock, threads_patched, worker_local
 from ._workers import help_with, stop_idling
 from .errors import CancelledByShutdown
 
@@ -201,9 +201,11 @@ class PoolFuture(Future[T]):
     needs_start = True
 
     def __init__(self) -> None:
-        # Future.__init__'s fields, made here so that its Condition is native
-        # even if eventlet.monkey_patch() made threading green (and is made once).
-        self._condition = Condition()
+        # Future.__init__'s fields, made here so that its lock is native even if
+        # eventlet.monkey_patch() made threading green (and is made once). Its
+        # Condition is made on first use (``_condition``): fairpool's own paths
+        # hold the lock under it directly, and a call's future rarely needs more.
+        self._fairpool_mutex = RLock()
         self._state = _PENDING
         self._result = None
         self._exception = None
@@ -217,16 +219,29 @@ class PoolFuture(Future[T]):
         # concurrent.futures.wait and as_completed).
         self._fairpool_done = allocate_lock()
         self._fairpool_done.acquire()
-        self._fairpool_open = False  # _fairpool_done was released (under _condition)
+        self._fairpool_open = False  # _fairpool_done was released (under the mutex)
         self._fairpool_deferred: tuple[bool, Any] | None = None  # an inline outcome (settle_inline)
         self._fairpool_inline = False  # its call ran inline (a pool of size 0): see add_done_callback
-        self._fairpool_green: list[GreenWaiter] = []  # green result()/exception() waits (under _condition)
+        self._fairpool_green: list[GreenWaiter] = []  # green result()/exception() waits (under the mutex)
+
+    @property
+    def _condition(self) -> Condition:  # type: ignore[override]  # read-only: the mutex is fixed
+        """Future's Condition, over the future's mutex: made the first time Future's own
+        methods (``done()``, ``cancel()``, ``concurrent.futures.wait()``...) ask for it."""
+        try:
+            return self.__dict__["_fairpool_condition"]  # type: ignore[no-any-return]
+        except KeyError:  # one Condition even if two threads ask at once (setdefault is atomic)
+            return self.__dict__.setdefault("_fairpool_condition", Condition(self._fairpool_mutex))  # type: ignore[no-any-return]
 
     # -- the waiter's side ---------------------------------------------------
     def start(self) -> bool:
         """A worker is about to run the call: False if the future was cancelled first."""
-        with self._condition:
-            if self._state != _PENDING and self._state != _CANCELLED:
+        with self._fairpool_mutex:
+            state = self._state
+            if state == _PENDING:  # set_running_or_notify_cancel's common case, inline
+                self._state = _RUNNING
+                return True
+            if state != _CANCELLED:
                 return False  # cancel() told the waiters already, or a shutdown settled it
             return bool(self.set_running_or_notify_cancel())
 
@@ -237,19 +252,38 @@ class PoolFuture(Future[T]):
         self._fairpool_job = self._fairpool_cancel = None
         ok, result = job.ok, job.result
         job.result = None
-        try:
+        if not ok and isinstance(result, CancelledByShutdown):
+            self.cancel()
+        else:
+            self._settle(ok, result)
+
+    def _settle(self, ok: bool, value: Any) -> None:
+        """``set_result(value)`` (``ok``) or ``set_exception(value)``, then :meth:`_invoke_callbacks`,
+        under one hold of the condition: the worker's path for every call. Nothing if the
+        future was cancelled meanwhile (it says so already)."""
+        with self._fairpool_mutex:
+            if self._state in _SETTLED:
+                return
             if ok:
-                self.set_result(result)
-            elif isinstance(result, CancelledByShutdown):
-                self.cancel()
+                self._result = value
             else:
-                self.set_exception(result)
-        except InvalidStateError:
-            pass  # cancelled meanwhile: the future already says so
+                self._exception = value
+            self._state = _FINISHED
+            for waiter in self._waiters:  # concurrent.futures.wait() and as_completed()
+                if ok:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            condition = self.__dict__.get("_fairpool_condition")
+            if condition is not None and condition._waiters:  # a Future.result() of the base class waits
+                condition.notify_all()
+            green, callbacks, opening = self._take_waiters_locked()
+        self._release_waiters(green, callbacks, opening)
 
     def reset_after_fork(self) -> None:
         """The parent's threads are gone: a lock one of them held would never be released."""
-        self._condition = Condition()
+        self._fairpool_mutex = RLock()
+        self.__dict__.pop("_fairpool_condition", None)
         if self._fairpool_open:
             self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
 
@@ -284,7 +318,7 @@ class PoolFuture(Future[T]):
         outside any inline settling) ``fn`` runs at once, at any depth, as
         ``concurrent.futures`` runs it.
         """
-        with self._condition:
+        with self._fairpool_mutex:
             if self._state not in _SETTLED:
                 self._done_callbacks.append(fn)
                 return
@@ -305,15 +339,25 @@ class PoolFuture(Future[T]):
         logged as ``concurrent.futures`` logs it, and a BaseException is raised
         only after the rest ran.
         """
-        with self._condition:
+        with self._fairpool_mutex:
             if self._state == _CANCELLED:  # tell concurrent.futures.wait() and as_completed() now
                 self.set_running_or_notify_cancel()
-            green = self._fairpool_green
-            if green:
-                self._fairpool_green = []
-            callbacks = list(self._done_callbacks)
-            opening = not self._fairpool_open  # let native waiters through, once
-            self._fairpool_open = True
+            green, callbacks, opening = self._take_waiters_locked()
+        self._release_waiters(green, callbacks, opening)
+
+    def _take_waiters_locked(self) -> tuple[list[GreenWaiter], list[Any], bool]:
+        """Under the condition, once settled: the green waits to answer, the callbacks to run,
+        and whether to open the native waiters' lock (once)."""
+        green = self._fairpool_green
+        if green:
+            self._fairpool_green = []
+        callbacks = list(self._done_callbacks) if self._done_callbacks else []
+        opening = not self._fairpool_open
+        self._fairpool_open = True
+        return green, callbacks, opening
+
+    def _release_waiters(self, green: list[GreenWaiter], callbacks: list[Any], opening: bool) -> None:
+        """Release the waiters, then run the done-callbacks (see :meth:`_invoke_callbacks`)."""
         if opening:
             self._fairpool_done.release()
         for waiter in green:
@@ -354,6 +398,14 @@ class PoolFuture(Future[T]):
         if self._state in _WAITING:
             self._wait(timeout)
             timeout = 0  # waited already: what is left is to read the outcome
+        if self._state == _FINISHED:  # final: read without the condition (Future's own, inline)
+            error = self._exception
+            if not error:
+                return self._result  # type: ignore[return-value]
+            try:
+                raise error
+            finally:
+                error = None  # no cycle through this frame
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -387,7 +439,7 @@ class PoolFuture(Future[T]):
         channel = green_channel()
         if channel is None:
             return False
-        with self._condition:
+        with self._fairpool_mutex:
             if self._state not in _WAITING:
                 return True  # settled meanwhile
             waiter = GreenWaiter(channel)
@@ -400,7 +452,7 @@ class PoolFuture(Future[T]):
         finally:
             if timer is not None:
                 timer.cancel()
-            with self._condition:
+            with self._fairpool_mutex:
                 if waiter in self._fairpool_green:
                     self._fairpool_green.remove(waiter)  # a timed-out wait leaves nothing behind
         return True

@@ -310,6 +310,7 @@ with open(sys.argv[2], "w") as f:
     json.dump(found, f)
 """
 
+
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """A test that passes (or skips) without fairpool and fails with it, judged."""

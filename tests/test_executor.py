@@ -290,3 +290,97 @@ def test_wait_and_as_completed_work_under_monkey_patching() -> None:
         """
     )
     assert out.split() == ["3", "0", "3", "1"], out
+
+
+# -- the future's own lock: fast paths and the Condition made on first use ---------------
+
+
+@pytest.mark.timeout(60)
+def test_base_class_waits_on_the_condition_made_late_are_woken_by_the_settling() -> None:
+    """Future's own result() waits on its Condition, made on first use; the worker's
+    settling (which holds the lock under it directly) must notify it, at every timing."""
+    pool = fairpool.Pool(threads=2, name="late-condition")
+    try:
+        for i in range(300):
+            gate = threading.Event()
+            future = pool.submit(lambda g=gate, i=i: (g.wait(5), i)[1])
+            got: list[Any] = []
+
+            def wait_on_condition(f: Any = future, got: list[Any] = got) -> None:
+                got.append(cf.Future.result(f, timeout=5))
+
+            waiters = [threading.Thread(target=wait_on_condition) for _ in range(3)]
+            for t in waiters:
+                t.start()
+            if i % 2:
+                time.sleep(0.0005)  # some rounds: the waits are in; others: the settling races them
+            gate.set()
+            for t in waiters:
+                t.join(10)
+            assert got == [i, i, i], f"round {i}: Future.result() on the condition got {got}"
+    finally:
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_threads_asking_for_the_condition_at_once_get_one_over_the_futures_lock() -> None:
+    future: Any = fairpool.Pool(threads=1, name="one-condition").submit(int)
+    future.result(timeout=5)
+    for _ in range(200):
+        fresh: Any = type(future)()
+        seen: list[Any] = []
+        barrier = threading.Barrier(4)
+
+        def ask(f: Any = fresh, barrier: threading.Barrier = barrier, seen: list[Any] = seen) -> None:
+            barrier.wait(5)
+            seen.append(f._condition)
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len({id(c) for c in seen}) == 1, "two Conditions for one future: a wait could miss its notify"
+        with seen[0]:  # the Condition is over the future's own lock: holding one holds the other
+            assert fresh._fairpool_mutex._is_owned()
+
+
+@pytest.mark.timeout(120)
+def test_cancel_racing_the_start_gives_exactly_one_outcome_to_every_reader() -> None:
+    """cancel() against a worker's start(): the call ran (and its result is read everywhere)
+    or never ran (cancelled everywhere), never both, never neither; wait() and as_completed agree."""
+    pool = fairpool.Pool(threads=2, name="cancel-start")
+    ran: list[int] = []
+    try:
+        for i in range(2000):
+            future = pool.submit(ran.append, i)
+            if i % 3 == 0:
+                time.sleep(0)  # let the worker start it, sometimes
+            cancelled = future.cancel()
+            done, _ = cf.wait([future], timeout=10)
+            assert done == {future}, f"round {i}: wait() did not see the future done"
+            assert list(cf.as_completed([future], timeout=10)) == [future]
+            assert future.cancelled() is cancelled, f"round {i}: cancel() gave {cancelled}, cancelled() not"
+            if cancelled:
+                with pytest.raises(cf.CancelledError):
+                    future.result(timeout=10)
+                assert i not in ran, f"round {i}: a cancelled call ran"
+            else:
+                assert future.result(timeout=10) is None, f"round {i}: the call's outcome was lost"
+                assert ran[-1] == i, f"round {i}: not cancelled, yet the call did not run"
+    finally:
+        pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_an_exception_result_is_raised_to_every_reader_with_its_traceback() -> None:
+    pool = fairpool.Pool(threads=2, name="exc-fast")
+    try:
+        futures = [pool.submit(int, "not a number") for _ in range(200)]
+        for f in futures:
+            with pytest.raises(ValueError, match="not a number"):
+                f.result(timeout=10)
+            assert isinstance(f.exception(timeout=0), ValueError)
+            assert isinstance(cf.Future.exception(f, timeout=0), ValueError)
+    finally:
+        pool.shutdown(timeout=5)
