@@ -380,40 +380,77 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.3g}" if value < 10 else f"{value:.1f}"
 
 
-def render_busy(data: dict[str, Any], markdown: bool) -> str:
+def _over_runs(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """One design's figure in one condition over several runs: the median of the runs' medians;
+    against the baseline, the median of the runs' median ratios and the range of every round."""
+    ratios = [c["vs_baseline"] for c in cells]
+    return {
+        "median": statistics.median(c["median"] for c in cells),
+        "vs_baseline": {
+            "median": statistics.median(r["median"] for r in ratios),
+            "min": min(r["min"] for r in ratios),
+            "max": max(r["max"] for r in ratios),
+        },
+    }
+
+
+def render_busy(runs: list[dict[str, Any]], markdown: bool) -> str:
     """The busy-host rows: per metric, each design under each condition: its median over the rounds,
-    and against the baseline (> 1: better than it) the median of the per-round ratios with their range."""
+    and against the baseline (> 1: better than it) the median of the per-round ratios with their range.
+    Over several runs (each its own rounds): the median of the runs' figures, the range of every round."""
     parts = []
     for key, metrics in BUSY_METRICS.items():
-        d = data.get(key)
-        if not d:
+        ds = [run[key] for run in runs if run.get(key)]
+        if not ds:
             continue
+        d = ds[0]
         conds = d["conditions"]
         names = sorted(conds, key=lambda c: conds[c]["busy_processes"])  # the JSON's keys are sorted by name
         header = ["design"] + [f"{c} ({conds[c]['busy_processes']} busy)" for c in names]
+        runs_of = f"{len(ds)} runs of {d['rounds']} rounds" if len(ds) > 1 else f"{d['rounds']} rounds"
         load = Table(
-            f"{BUSY_TITLES[key]}: the machine's load during each condition ({d['rounds']} rounds)",
+            f"{BUSY_TITLES[key]}: the machine's load during each condition ({runs_of}"
+            + ("; the range over the runs)" if len(ds) > 1 else ")"),
             ["", *header[1:]],
             markdown,
         )
+
+        def spread(values: list[float], fmt: str) -> str:
+            low, high = min(values), max(values)
+            return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
+
         load.add(
             f"1-min load average (cores: {d['cores']:.0f})",
-            *[f"{conds[c]['load']['loadavg_1min']:.1f}" for c in names],
+            *[spread([x["conditions"][c]["load"]["loadavg_1min"] for x in ds], ".1f") for c in names],
         )
-        load.add("CPU busy share", *[f"{(conds[c]['load']['cpu_busy_share'] or 0):.0%}" for c in names])
+        load.add(
+            "CPU busy share",
+            *[spread([x["conditions"][c]["load"]["cpu_busy_share"] or 0 for x in ds], ".0%") for c in names],
+        )
         parts.append(load.render())
-        for metric, title in metrics.items():
+        combined: dict[str, dict[str, dict[str, Any]]] = {}  # metric -> condition -> design -> cell
+        for metric in metrics:
             if metric not in conds[names[0]]:
+                continue
+            combined[metric] = {
+                c: {
+                    design: _over_runs([x["conditions"][c][metric][design] for x in ds])
+                    for design in conds[c][metric]
+                }
+                for c in names
+            }
+        for metric, title in metrics.items():
+            if metric not in combined:
                 continue
             t = Table(
                 f"{BUSY_TITLES[key]}: {title} (median; x {d['baseline']}, median (min-max) of the rounds)",
                 header,
                 markdown,
             )
-            for design in conds[names[0]][metric]:
+            for design in combined[metric][names[0]]:
                 cells = []
                 for c in names:
-                    v = conds[c][metric][design]
+                    v = combined[metric][c][design]
                     r = v["vs_baseline"]
                     cell = _fmt(v["median"], metric)
                     if design != d["baseline"]:
@@ -427,12 +464,12 @@ def render_busy(data: dict[str, Any], markdown: bool) -> str:
             markdown,
         )
         for metric, title in metrics.items():
-            if metric not in conds[names[0]] or (key, metric) in VERDICT_SKIP:
+            if metric not in combined or (key, metric) in VERDICT_SKIP:
                 continue
             default = next(
-                k for k in conds[names[0]][metric] if k.startswith("fairpool") and "SCHED" not in k
+                k for k in combined[metric][names[0]] if k.startswith("fairpool") and "SCHED" not in k
             )
-            t.add(title, *[verdict(conds[c][metric][default]["vs_baseline"]) for c in names])
+            t.add(title, *[verdict(combined[metric][c][default]["vs_baseline"]) for c in names])
         parts.append(t.render())
     return "\n".join(parts)
 
@@ -519,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     data = runs[0]
     print(render(data, args.markdown))
-    busy = render_busy(data, args.markdown)
+    busy = render_busy(runs, args.markdown)
     if busy:
         print(busy)
     print(render_targets(runs, args.markdown))

@@ -7,10 +7,14 @@ The full run, for published numbers, is one command::
 
     python -m pytest bench/test_busy_host.py --bench-full --bench-out bench/results/run-busy
     python -m bench.report --results bench/results/run-busy
+
+Several runs (``--results`` with several folders): each figure is the median of
+the runs' figures, and each range that of every round of every run.
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -18,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from . import report
 from .busy import CONDITIONS, BusyProcesses, LoadMeter
 
 CONDITION_NAMES = set(CONDITIONS)
@@ -99,3 +104,48 @@ def test_busy_processes_stop_when_their_parent_is_killed() -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"busy process {pid} still runs 10 s after its parent was killed")
+
+
+def _run(fairpool_rounds: list[float], baseline_rounds: list[float], load: float) -> dict[str, Any]:
+    """A busy_bootstorm result of one run, one condition, from each design's per-round values (s)."""
+    ratios = [b / f for f, b in zip(fairpool_rounds, baseline_rounds, strict=True)]  # lower is better
+
+    def cell(values: list[float], against: list[float]) -> dict[str, Any]:
+        return {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "vs_baseline": {"median": statistics.median(against), "min": min(against), "max": max(against)},
+        }
+
+    design = {
+        "eventlet.tpool": cell(baseline_rounds, [1.0]),
+        "fairpool": cell(fairpool_rounds, ratios),
+    }
+    load_seen = {"loadavg_1min": load, "cpu_busy_share": 0.5}
+    condition = {"busy_processes": 0, "load": load_seen, "median_s": design}
+    return {
+        "busy_bootstorm": {
+            "baseline": "eventlet.tpool",
+            "rounds": len(fairpool_rounds),
+            "cores": 2,
+            "conditions": {"none": condition},
+        }
+    }
+
+
+def test_the_report_gives_the_median_of_several_runs_and_the_range_of_every_round() -> None:
+    runs = [
+        _run([1.0, 1.0, 1.0], [1.2, 1.2, 1.2], 0.5),  # fairpool 1.2 x, every round
+        _run([1.0, 1.0, 1.0], [1.3, 1.3, 1.3], 0.7),  # 1.3 x
+        _run([1.0, 2.0, 1.0], [1.1, 1.0, 1.1], 2.5),  # 1.1 x, one round 0.5 x
+    ]
+    text = report.render_busy(runs, markdown=True)
+    assert "3 runs of 3 rounds" in text, text
+    assert "| 1-min load average (cores: 2) | 0.5-2.5 |" in text, "the load's range over the runs"
+    row = next(line for line in text.splitlines() if line.startswith("| fairpool |"))
+    assert "1.20 x (0.50-1.30)" in row, f"median of the runs' ratios, range of every round: {row}"
+    verdicts = text.split("fairpool with its defaults against eventlet.tpool")[1]
+    assert "wins (the rounds disagree)" in verdicts, verdicts
+    one = report.render_busy(runs[:1], markdown=True)
+    assert "(3 rounds)" in one and "1.20 x (1.20-1.20)" in one and "| wins |" in one, one
