@@ -416,8 +416,8 @@ def render_busy(runs: list[dict[str, Any]], markdown: bool) -> str:
         )
 
         def spread(values: list[float], fmt: str) -> str:
-            low, high = min(values), max(values)
-            return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
+            low, high = format(min(values), fmt), format(max(values), fmt)
+            return low if low == high else f"{low}-{high}"
 
         load.add(
             f"1-min load average (cores: {d['cores']:.0f})",
