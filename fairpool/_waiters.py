@@ -259,7 +259,7 @@ class PoolFuture(Future[T]):
 
     def _settle(self, ok: bool, value: Any) -> None:
         """``set_result(value)`` (``ok``) or ``set_exception(value)``, then :meth:`_invoke_callbacks`,
-        under one hold of the condition: the worker's path for every call. Nothing if the
+        under one hold of the future's mutex: the worker's path for every call. Nothing if the
         future was cancelled meanwhile (it says so already)."""
         with self._fairpool_mutex:
             if self._state in _SETTLED:
@@ -346,7 +346,7 @@ class PoolFuture(Future[T]):
         self._release_waiters(green, callbacks, opening)
 
     def _take_waiters_locked(self) -> tuple[list[GreenWaiter], list[Any], bool]:
-        """Under the condition, once settled: the green waits to answer, the callbacks to run,
+        """Under the future's mutex, once settled: the green waits to answer, the callbacks to run,
         and whether to open the native waiters' lock (once)."""
         green = self._fairpool_green
         if green:
@@ -404,8 +404,9 @@ class PoolFuture(Future[T]):
                 return self._result  # type: ignore[return-value]
             try:
                 raise error
-            finally:
-                error = None  # no cycle through this frame
+            finally:  # no cycle through this frame: error -> traceback -> frame -> self -> error
+                error = None
+                self = None  # type: ignore[assignment]
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:

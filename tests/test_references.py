@@ -259,3 +259,21 @@ def test_a_call_cancelled_while_queued_is_released_while_the_pool_is_busy(where:
     finally:
         gate.set()
         pool.shutdown(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_a_future_whose_result_raised_is_freed_without_the_cycle_collector(pool2: fairpool.Pool) -> None:
+    # result() raises the call's exception from its own frame: that frame must not keep the
+    # future, or the future, its exception and the traceback form a cycle that only gc frees.
+    future = pool2.submit(int, "not a number")
+    future.exception(10)  # settled
+    wait_until(lambda: pool2.statistics().busy == 0, what="the worker to go idle")
+    gone = weakref.ref(future)
+    gc.disable()
+    try:
+        with pytest.raises(ValueError):
+            future.result()
+        del future
+        assert gone() is None, "a future whose result() raised is kept by a cycle (freed only by gc)"
+    finally:
+        gc.enable()
