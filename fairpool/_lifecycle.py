@@ -49,9 +49,9 @@ from ._faultlog import report_fault, warn
 from ._hublock import HubLock
 from ._job import ABANDONED, CANCELLED, NEW, RUNNING, Job, describe, move
 from ._native import (
-    TIMEOUT_MAX,
     allocate_lock,
     get_ident,
+    join_native,
     monotonic,
     os,
     seconds_from_environment,
@@ -66,7 +66,6 @@ __all__ = [
     "at_exit",
     "check_exit_timeout",
     "hook_exit",
-    "join_native",
     "register",
     "reopen",
     "shutdown",
@@ -217,13 +216,6 @@ def _join_others(core: Core, me: int | None, threads: list[Any], deadline: float
 
 #: How often a waiting shutdown (or the exit) looks again at which workers it still waits for.
 _INSIDE_STEP = 0.05
-
-
-def join_native(threads: list[Any], deadline: float | None) -> None:
-    """Wait natively for ``threads`` to end, until ``deadline`` (monotonic) if given."""
-    for t in threads:
-        remaining = None if deadline is None else min(max(0.0, deadline - monotonic()), TIMEOUT_MAX)
-        t.join(remaining)
 
 
 def reopen(core: Core) -> None:

@@ -23,7 +23,7 @@ from ._core import Core
 from ._fairqueue import POLICIES
 from ._hubchannel import green_channel
 from ._job import Job, describe
-from ._native import holds_import_lock, import_lock_held, monotonic
+from ._native import holds_import_lock, import_lock_held, join_native, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture, settle_inline
 from ._workers import _worker_local, current_core
@@ -64,7 +64,7 @@ def _join(threads: list[Any], deadline: float | None) -> None:
                 return
             eventlet.sleep(0.002)
         return
-    _lifecycle.join_native(threads, deadline)
+    join_native(threads, deadline)
 
 
 class Pool(Executor):
