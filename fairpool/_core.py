@@ -101,7 +101,7 @@ class Core:
         self.workers = WorkerSet(name, size, counts_coming=True)
         self.wake_ahead = WAKE_AHEAD if max_queue is None else 1 << 62  # see WAKE_AHEAD
         self.closed = False
-        self.closed_by_exit = False  # closed by the interpreter's exit (fairpool._lifecycle.at_exit)
+        self.closed_by_exit = False  # closed by the interpreter's exit (fairpool._exitrule.at_exit)
         self.exit_timeout: float | None = None  # seconds the exit waits for its calls; None: the default
         self.busy = 0
         self.window = new_window()  # (queue wait, run time) of recent calls

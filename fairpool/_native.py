@@ -285,6 +285,13 @@ def start_thread(target: Callable[..., Any], args: tuple[Any, ...], name: str) -
     return thread
 
 
+def join_native(threads: list[Any], deadline: float | None) -> None:
+    """Wait natively for ``threads`` to end, until ``deadline`` (monotonic) if given."""
+    for t in threads:
+        remaining = None if deadline is None else min(max(0.0, deadline - monotonic()), TIMEOUT_MAX)
+        t.join(remaining)
+
+
 #: The registry of threads that ``threading`` kept before any patch (patching replaces the dict).
 _registry: dict[int, Any] = {} if threads_patched() else _live_threading._active  # type: ignore[attr-defined]
 

@@ -104,7 +104,7 @@ class WorkerSet:
         self.size = size
         self.all: dict[int, Worker] = {}
         # Every worker thread started, until it is collected: one that retired (it left ``all``)
-        # may still be answering its last call; the exit waits for it (fairpool._lifecycle).
+        # may still be answering its last call; the exit waits for it (fairpool._exitrule).
         self.threads: weakref.WeakSet[Any] = weakref.WeakSet()
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0

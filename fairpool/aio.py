@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _lifecycle
+from . import _exitrule
 from ._default import check_pool, default_pool
 from .errors import PoolClosed
 from .pool import Pool
@@ -106,11 +106,11 @@ class DefaultExecutor(ThreadPoolExecutor):
         if not wait:
             self.pool.shutdown(False, cancel_futures=cancel_futures)
             return
-        limit = _lifecycle.exit_timeout_of(self.pool._core)
+        limit = _exitrule.exit_timeout_of(self.pool._core)
         self.pool.shutdown(True, cancel_futures=cancel_futures, timeout=limit)
-        left = _lifecycle.running_workers(self.pool._core)
+        left = _exitrule.running_workers(self.pool._core)
         if left:
-            _lifecycle.warn_exit_timeout(
+            _exitrule.warn_exit_timeout(
                 f"fairpool: asyncio's shutdown of its default executor waited {limit:g}s (the exit_timeout "
                 f"of pool {self.pool.name!r}) and left {left} call(s) running; their callers got PoolClosed"
             )

@@ -9,7 +9,7 @@ exporter (the global ``MeterProvider`` by default, also when it is set later).
 Nothing of it is on a caller's path: no observer, no event, no lock, no SDK call:
 
 * the pools' state (queue length, held calls, busy, alive and most threads) is
-  read from each live pool (``_lifecycle._cores``) under its lock by the
+  read from each live pool (``_exitrule._cores``) under its lock by the
   observable instruments' callbacks, when a reader collects: nothing per call;
 * calls by outcome: each pool counts them by lane and outcome itself, with an
   integer increment under the lock it holds anyway to move the call to its
@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _lifecycle, _tally, hubwatch, locks
+from . import _exitrule, _tally, hubwatch, locks
 from ._faultlog import report_fault
 from ._native import allocate_lock, get_ident, green_interruptions, os, stdlib_threading, threads_patched
 from .lanes import DEFAULT_LANE
@@ -425,7 +425,7 @@ class _Instruments:
         called: dict[str, set[str]] = {}  # by pool name: lanes that had calls
         for tally in list(self.tallies.values()):
             called.setdefault(tally.pool, set()).update(list(tally.lanes))
-        for core in list(_lifecycle._cores):
+        for core in list(_exitrule._cores):
             name, size, threads, queued, held, busy = _pool_state(core)
             with self._read_lock:
                 seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
@@ -601,7 +601,7 @@ def start(meter_provider: MeterProvider | None, version: str) -> MetricsRecorder
             recorder.stalls.extend(previous.stalls)
         _active = recorder
         _tally.factory = recorder.new_tally  # each new pool counts its calls
-        for core in list(_lifecycle._cores):  # and each live one
+        for core in list(_exitrule._cores):  # and each live one
             if core.tally is None:
                 tally = recorder.new_tally(core.name)
                 tally.own(core)
@@ -617,7 +617,7 @@ def _stop_locked() -> None:
     recorder, _active = _active, None
     if recorder is not None:
         _tally.factory = None
-        for core in list(_lifecycle._cores):
+        for core in list(_exitrule._cores):
             core.tally = None  # what it counted is still reported (instruments.tallies)
         locks.remove_listener(recorder)
         hubwatch.remove_stall_listener(recorder.hub_stalled)

@@ -105,12 +105,12 @@ def monkey_patch(*, logging: bool = True) -> None:
             return
         from eventlet import tpool as eventlet_tpool
 
-        from . import _lifecycle
+        from . import _exitrule
         from . import tpool as fair_tpool
 
         # eventlet.tpool registered its killall with atexit on import: fairpool's exit runs
         # before it, so that the rerouted killall finds the exit begun and its deadline set.
-        _lifecycle.hook_exit()
+        _exitrule.hook_exit()
         # Reroute first, and only then stop eventlet's pool: stopping it lets the hub run, and
         # a green caller that resumes then must find fairpool, not a queue nobody serves.
         _saved = {name: getattr(eventlet_tpool, name) for name in PATCHED_NAMES}

@@ -3,10 +3,11 @@
 :class:`Pool` is the public face: argument checks, the caller's side of a
 call (make the job and its waiter, hand it in, wait), docs and types. The
 moves of a call live in ``fairpool._core``, the worker loop in
-``fairpool._workers``, the ways of waiting in ``fairpool._waiters``, and
-shutdown, exit and fork in ``fairpool._lifecycle``. Worker threads hold the
-core, never the Pool, so a pool dropped without a shutdown is collected and
-its finalizer stops the idle workers.
+``fairpool._workers``, the ways of waiting in ``fairpool._waiters``,
+shutdown and fork in ``fairpool._lifecycle``, and the interpreter's exit in
+``fairpool._exitrule``. Worker threads hold the core, never the Pool, so a
+pool dropped without a shutdown is collected and its finalizer stops the
+idle workers.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from . import _hooks, _hubchannel, _lifecycle, _snapshot, _tally, _workers
+from . import _exitrule, _hooks, _hubchannel, _lifecycle, _snapshot, _tally, _workers
 from ._core import Core
 from ._fairqueue import POLICIES
 from ._hubchannel import green_channel
 from ._job import Job, describe
-from ._native import holds_import_lock, import_lock_held, monotonic
+from ._native import holds_import_lock, import_lock_held, join_native, monotonic
 from ._statslog import start_stats_logger
 from ._waiters import AsyncioWaiter, GreenWaiter, NativeWaiter, PoolFuture, settle_inline
 from ._workers import _worker_local, current_core
@@ -64,7 +65,7 @@ def _join(threads: list[Any], deadline: float | None) -> None:
                 return
             eventlet.sleep(0.002)
         return
-    _lifecycle.join_native(threads, deadline)
+    join_native(threads, deadline)
 
 
 class Pool(Executor):
@@ -147,10 +148,10 @@ class Pool(Executor):
             )
         if not isinstance(batch_scheduling, bool):
             raise ValueError(f"batch_scheduling must be True or False, got {batch_scheduling!r}")
-        exit_seconds = _lifecycle.check_exit_timeout(exit_timeout, "exit_timeout")
+        exit_seconds = _exitrule.check_exit_timeout(exit_timeout, "exit_timeout")
         self._core = Core(name, threads, policy, lane_key, max_queue, on_full, "threads", batch_scheduling)
         self._core.exit_timeout = exit_seconds
-        _lifecycle.register(self._core)
+        _exitrule.register(self._core)
         self.name = name
         self.policy = policy
         self.max_queue = max_queue

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "_workers": 2,
     "_core": 2,
     "_observed": 2,
+    "_exitrule": 2,
     "_lifecycle": 2,
     "_snapshot": 2,
     "hybridlock": 2,
@@ -127,7 +128,7 @@ def test_imports_go_only_downward(module: str) -> None:
 
 def test_the_core_imports_neither_tracing_nor_patching() -> None:
     graph = _graph()
-    for module in ("_core", "_admission", "_workers", "_waiters", "_lifecycle"):
+    for module in ("_core", "_admission", "_workers", "_waiters", "_exitrule", "_lifecycle"):
         bad = graph[module] & {"trace", "patch", "hubwatch", "locks", "tpool", "pool"}
         assert not bad, f"fairpool.{module} imports {sorted(bad)}: observers must subscribe through _hooks"
 
