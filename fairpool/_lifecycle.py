@@ -30,7 +30,7 @@ from typing import Any
 from . import _exitrule, _hubchannel, _workers
 from ._core import Core
 from ._hublock import HubLock
-from ._job import NEW
+from ._job import ANSWERED, NEW
 from ._native import get_ident, join_native, monotonic, os, stdlib_threading
 from .errors import CancelledByShutdown, PoolClosed
 
@@ -142,6 +142,9 @@ def _after_fork_in_child(core: Core) -> None:
     core.lock = HubLock(core.take_in_locked)
     in_flight = [j for j in old_lock.left if j.state == NEW] + list(core.admission)
     in_flight += core.workers.running_jobs()
+    # Calls a worker had answered under the lock and was answering after it when the process
+    # forked: that thread is gone here, and a future of them would never be settled.
+    answering = [j for w in list(core.workers.records) for j in w.out if j.state in ANSWERED]
     core.admission.drain()
     core.workers = _workers.WorkerSet(core.name, core.workers.size, core.workers.counts_coming)
     core.busy = 0
@@ -154,6 +157,15 @@ def _after_fork_in_child(core: Core) -> None:
                 f"the process forked while this call was in pool {core.name!r}; it runs in the parent only"
             )
             core.close_locked(job, error, out)
+    for job in answering:
+        waiter = job.waiter
+        if waiter is not None and waiter.needs_start:  # a future: any thread of the child may wait on it
+            waiter.answer_in_child(
+                PoolClosed(
+                    f"the process forked while this call's answer was on its way in pool {core.name!r}; "
+                    "the parent has its outcome"
+                )
+            )
 
 
 def _after_fork() -> None:

@@ -287,6 +287,24 @@ class PoolFuture(Future[T]):
         if self._fairpool_open:
             self._fairpool_done = allocate_lock()  # a waiter of the parent's may have held it
 
+    def answer_in_child(self, error: BaseException) -> None:
+        """In a forked child: another thread of the parent was settling this future when the
+        process forked, and is gone here. Settle it with ``error`` if it was not settled yet;
+        if it was, let its waiters through (its callbacks run here if the parent's had not)."""
+        self.reset_after_fork()  # its lock may be held by a thread gone in the child
+        self._fairpool_answered = True
+        self._fairpool_job = self._fairpool_cancel = None
+        with self._fairpool_mutex:
+            if self._state in _WAITING:
+                self._exception = error
+                self._state = _FINISHED
+                for waiter in self._waiters:
+                    waiter.add_exception(self)
+            elif self._fairpool_open:
+                return  # settled, waiters released: the parent's thread was done with it
+            green, callbacks, opening = self._take_waiters_locked()
+        self._release_waiters(green, callbacks, opening)
+
     def settle_deferred(self) -> None:
         """Settle the future with the outcome ``settle_inline`` deferred (once; then nothing)."""
         deferred = self._fairpool_deferred

@@ -80,7 +80,18 @@ def forget_worker_after_fork() -> None:
 class Worker:
     """One worker thread's record. Fields change under the pool's lock."""
 
-    __slots__ = ("coming", "helped", "index", "job", "name", "stopped_idling", "thread", "wake")
+    __slots__ = (
+        "__weakref__",
+        "coming",
+        "helped",
+        "index",
+        "job",
+        "name",
+        "out",
+        "stopped_idling",
+        "thread",
+        "wake",
+    )
 
     def __init__(self, index: int, name: str) -> None:
         self.index = index
@@ -92,12 +103,15 @@ class Worker:
         self.job: Job | None = None  # the job it runs now (for shutdown, fork and faults)
         self.helped: list[Job] = []  # jobs its call waits on and it runs itself (help), innermost last
         self.stopped_idling = False  # taken out of the idle stack by stop_idling (its own thread only)
+        # What the worker answers after each release of the lock: one list, emptied each time. A
+        # forked child answers what it held (its answers were on their way: fairpool._lifecycle).
+        self.out: list[Job] = []
 
 
 class WorkerSet:
     """Which workers exist, which are idle, how many may exist. Under the pool's lock."""
 
-    __slots__ = ("all", "coming", "counts_coming", "idle", "name", "next_index", "size", "threads")
+    __slots__ = ("all", "coming", "counts_coming", "idle", "name", "next_index", "records", "size", "threads")
 
     def __init__(self, name: str, size: int, counts_coming: bool) -> None:
         self.name = name
@@ -106,6 +120,7 @@ class WorkerSet:
         # Every worker thread started, until it is collected: one that retired (it left ``all``)
         # may still be answering its last call; the exit waits for it (fairpool._exitrule).
         self.threads: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.records: weakref.WeakSet[Worker] = weakref.WeakSet()  # the same workers' records
         self.idle: list[Worker] = []  # LIFO: the most recently idle worker is warmest
         self.next_index = 0
         # Workers woken or started for a queued call, not yet back for it: the queue's bound
@@ -149,6 +164,7 @@ class WorkerSet:
             del self.all[index]
             raise
         self.threads.add(worker.thread)
+        self.records.add(worker)
         if self.counts_coming:
             self.expect(worker)
         return worker
@@ -221,7 +237,7 @@ def work(core: Core, worker: Worker) -> None:
         _set_batch_scheduling()
     lock = core.lock
     ok, result = False, None
-    out: list[Job] = []  # what to answer after each release: one list, emptied each time
+    out = worker.out  # what to answer after each release: one list, emptied each time
     job: Any = None  # the job this worker ran last, until it is accounted for
     done: Any = None  # the job just accounted for, until its times go to the pool's tally
     try:

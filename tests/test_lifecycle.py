@@ -462,6 +462,69 @@ def test_fork_while_calls_are_in_flight_answers_the_child_s_waiters() -> None:
     assert child == "PoolClosed PoolClosed child call"
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("holder", ["the forking thread", "another thread"])
+def test_a_future_whose_answer_was_on_its_way_at_the_fork_is_answered_in_the_child(holder: str) -> None:
+    # The worker has finished the call and is settling its future, but waits for the future's
+    # lock (held here, as concurrent.futures.wait() holds it): the process forks then. In the
+    # child that worker is gone; the future must still be answered there, never left pending.
+    out = run_script(
+        """
+        import os, threading, time, fairpool
+        from fairpool import PoolClosed
+        from fairpool._job import DONE
+
+        pool = fairpool.Pool(threads=1, name="fork-answering")
+        gate = threading.Event()
+        future = pool.submit(lambda: (gate.wait(5), "parent result")[1])
+        job = future._fairpool_job
+        deadline = time.monotonic() + 5
+        while not future.running() and time.monotonic() < deadline:
+            time.sleep(0.001)  # the call started: the worker is inside it, waiting for the gate
+        lock = future._condition  # the future's own lock, as concurrent.futures.wait() takes it
+        held, let_go = threading.Event(), threading.Event()
+        def hold():
+            with lock:
+                held.set()
+                let_go.wait(10)
+        if HOLDER == "another thread":
+            threading.Thread(target=hold, daemon=True).start()
+            held.wait(5)
+        else:
+            lock.acquire()
+        gate.set()
+        deadline = time.monotonic() + 5
+        while not (future._fairpool_answered and job.state == DONE) and time.monotonic() < deadline:
+            time.sleep(0.001)  # DONE under the pool's lock; its answer waits for the future's lock
+        time.sleep(0.05)
+        assert future._state == "RUNNING", "the answer must still be on its way at the fork"
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                try:
+                    outcome = repr(future.result(timeout=3))
+                except PoolClosed as exc:
+                    outcome = "PoolClosed: " + str(exc)
+                except BaseException as exc:
+                    outcome = "never answered: " + type(exc).__name__
+                os.write(w, outcome.encode())
+            finally:
+                os._exit(0)
+        if HOLDER == "another thread":
+            let_go.set()
+        else:
+            lock.release()
+        print(future.result(timeout=5))
+        os.waitpid(pid, 0)
+        print(os.read(r, 500).decode())
+        """.replace("HOLDER", repr(holder))
+    )
+    parent, child = out.strip().splitlines()
+    assert parent == "parent result", out
+    assert child.startswith("PoolClosed: the process forked while this call's answer was on its way"), child
+
+
 # -- statistics -------------------------------------------------------------
 
 
