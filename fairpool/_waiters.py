@@ -126,10 +126,14 @@ class _Waiters(list[Any]):
     """A future's list of ``concurrent.futures.wait()``/``as_completed()`` waiters.
 
     Those waiters wake on a ``threading.Event`` made where ``wait()`` was
-    called: under ``eventlet.monkey_patch()`` a green one, which the native
-    worker that settles the future cannot set. A waiter appended here gets a
-    native Event instead, which any thread can set (a green caller of
-    ``wait()`` then blocks its hub while it waits, as documented).
+    called, and guard what they collect with a ``threading.Lock``: under
+    ``eventlet.monkey_patch()`` green ones, which the native worker that
+    settles the future can neither set nor wait for (a native thread that
+    finds a green lock taken parks in a hub of its own that nothing runs). A
+    waiter appended here gets a native Event and a native lock instead, which
+    any thread can use (a green caller of ``wait()`` then blocks its hub while
+    it waits, as documented). It is appended under every future's lock
+    (``concurrent.futures`` installs it so), before anything uses it.
     """
 
     def append(self, waiter: Any) -> None:
@@ -141,10 +145,13 @@ class _Waiters(list[Any]):
             event.futures.append(future)
         elif threads_patched() and not isinstance(waiter.event, _NativeEvent):
             waiter.event = _NativeEvent()
+        if threads_patched() and type(getattr(waiter, "lock", None)) not in (_NativeLock, type(None)):
+            waiter.lock = allocate_lock()  # as_completed()'s and wait(ALL_COMPLETED)'s
         super().append(waiter)
 
 
 _NativeEvent = Event
+_NativeLock = type(allocate_lock())
 
 
 class _SettlingEvent(_NativeEvent):

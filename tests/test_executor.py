@@ -292,6 +292,44 @@ def test_wait_and_as_completed_work_under_monkey_patching() -> None:
     assert out.split() == ["3", "0", "3", "1"], out
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("when", ["as_completed", "all_completed"])
+def test_workers_never_park_on_a_wait_s_green_lock_under_monkey_patching(when: str) -> None:
+    # as_completed() and wait(ALL_COMPLETED) guard what they collect with a threading.Lock,
+    # green once patched; the worker that settles a future takes it (add_result). A native
+    # thread that found it taken parked in a hub of its own, for good, holding the future's
+    # lock: the wait hung past its timeout. Eight calls finishing together, thousands of
+    # times, with a short switch interval, made that happen in most runs.
+    out = run_script(
+        """
+        import eventlet
+        eventlet.monkey_patch()
+        import fairpool
+        fairpool.monkey_patch()
+        import concurrent.futures as cf, faulthandler, sys
+        from eventlet import patcher
+        native = patcher.original("threading")
+        sys.setswitchinterval(1e-4)
+        faulthandler.dump_traceback_later(30, exit=True)  # a hang says where, then exits
+        pool = fairpool.Pool(8, name="patched-waits")
+        for r in range(3000):
+            barrier = native.Barrier(8)
+            def call(i, barrier=barrier):
+                barrier.wait()
+                return i
+            futures = [pool.submit(call, i) for i in range(8)]
+            if WHEN == "as_completed":
+                done = list(cf.as_completed(futures, timeout=5))
+            else:
+                done, _ = cf.wait(futures, timeout=5)
+            assert len(done) == 8, (r, len(done))
+        print("all answered")
+        """.replace("WHEN", repr(when)),
+        timeout=80,
+    )
+    assert out.strip() == "all answered", out
+
+
 # -- the future's own lock: fast paths and the Condition made on first use ---------------
 
 
