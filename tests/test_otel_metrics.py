@@ -853,6 +853,102 @@ def test_lanes_past_max_lanes_are_reported_under_the_other_lane_not_dropped(
         pool.shutdown(timeout=5)
 
 
+def _series(metrics: Metrics, name: str, pool: str) -> dict[tuple[str, ...], int]:
+    """(lane, outcome if any): value (a counter's) or count (a histogram's), of one pool's points."""
+    found: dict[tuple[str, ...], int] = {}
+    for point in metrics.points(name, pool=pool):
+        attributes = dict(point.attributes or {})
+        outcome = attributes.get(_KEYS["outcome"])
+        key = (attributes[_KEYS["lane"]],) if outcome is None else (attributes[_KEYS["lane"]], outcome)
+        found[key] = found.get(key, 0) + int(point.count if hasattr(point, "count") else point.value)
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_the_calls_counter_and_histograms_fold_lanes_past_max_lanes_and_the_tally_stays_bounded(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lane_key with a value per request: the counter and the histograms name at most
+    # MAX_LANES lanes per pool name (the default lane among them, as the gauges) and count the
+    # rest under <other>, for good (each series only grows); the pool's tally keeps no more.
+    import gc
+    import tracemalloc
+
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    request = [0]
+    name = "m-lanecap"
+    calls = "fairpool.pool.calls"
+    histograms = ("fairpool.pool.call.queue_wait.duration", "fairpool.pool.call.run.duration")
+    pool = fairpool.Pool(threads=2, name=name, lane_key=lambda: f"req-{request[0]}")
+    before: dict[tuple[str, ...], int] = {}
+    went_down: list[tuple[tuple[str, ...], int, int]] = []
+
+    def requests(n: int, collect: bool = True) -> None:
+        for _ in range(n):
+            request[0] += 1
+            assert pool.execute(int, "1") == 1
+            with pytest.raises(ValueError):
+                pool.execute(int, "x")
+            if collect:  # a collection after each request: no series ever goes down
+                now = _series(metrics, calls, name)
+                went_down.extend((k, v, now.get(k, 0)) for k, v in before.items() if now.get(k, 0) < v)
+                before.update(now)
+
+    try:
+        requests(50)
+        counted = _series(metrics, calls, name)
+        lanes = {lane for lane, _ in counted}
+        assert not went_down, f"counter series went down between collections: {went_down[:5]}"
+        assert len(lanes) <= 9 and "<other>" in lanes, f"{len(lanes)} lanes counted: {sorted(lanes)}"
+        by_outcome = {o: sum(n for (_, out), n in counted.items() if out == o) for o in OUTCOMES[:2]}
+        assert by_outcome == {"returned": 50, "raised": 50}, f"counted {by_outcome} of 50 calls each"
+        assert counted[("<other>", "returned")] == 50 - 7, f"under <other>: {counted}"  # 7 + default named
+        for histogram in histograms:
+            recorded = _series(metrics, histogram, name)
+            recorded_lanes = {key[0] for key in recorded}
+            assert recorded_lanes == lanes, f"{histogram} lanes {sorted(recorded_lanes)} != counter's"
+            assert sum(recorded.values()) == 100, f"{histogram}: {sum(recorded.values())} of 100 calls"
+        points = metrics.points("fairpool.pool.queue.length", pool=name)
+        gauged = {point.attributes[_KEYS["lane"]] for point in points}
+        assert lanes <= gauged and len(gauged) <= 9, f"gauges' {sorted(gauged)}, counter's {sorted(lanes)}"
+
+        # Another pool of the same name shares its series, so its new lanes go to <other> too.
+        with fairpool.Pool(threads=1, name=name, lane_key=lambda: f"other-{request[0]}") as second:
+            for _ in range(5):
+                request[0] += 1
+                second.execute(int, "2")
+        counted = _series(metrics, calls, name)
+        assert {lane for lane, _ in counted} == lanes, f"lanes counted: {sorted(lane for lane, _ in counted)}"
+        assert counted[("<other>", "returned")] == 50 - 7 + 5, f"under <other>: {counted}"
+
+        # The tally keeps the named lanes and <other>, however many lanes come.
+        tally = pool._core.tally
+        assert tally is not None
+        gc.collect()
+        tracemalloc.start()
+        try:
+            requests(200, collect=False)
+            metrics.outcomes(name)  # record what is pending
+            base = tracemalloc.get_traced_memory()[0]
+            requests(2000, collect=False)
+            metrics.outcomes(name)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        assert len(tally.lanes) <= 9, f"the tally keeps {len(tally.lanes)} lanes for 2255 lanes seen"
+        # Before, each lane kept its counts in the tally and series in the SDK: over 1 MB here.
+        assert grown < 150_000, f"{grown} bytes more after 2000 more requests, each in a lane of its own"
+    finally:
+        pool.shutdown(timeout=5)
+    counted = _series(metrics, calls, name)
+    assert sum(counted.values()) == 2 * 2250 + 5, f"{sum(counted.values())} calls counted of {2 * 2250 + 5}"
+    for histogram in histograms:
+        recorded = _series(metrics, histogram, name)
+        assert len(recorded) <= 9 * 2, f"{histogram}: {len(recorded)} series"
+        assert sum(recorded.values()) == 2 * 2250 + 5, f"{histogram}: {sum(recorded.values())} calls recorded"
+
+
 @pytest.mark.timeout(120)
 def test_pools_that_are_gone_are_folded_into_one_tally_per_name(metrics: Metrics) -> None:
     # One short-lived pool per request: what is kept stays flat, however many there were.
