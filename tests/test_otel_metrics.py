@@ -150,6 +150,51 @@ def test_a_green_caller_that_gives_up_while_its_call_runs_is_counted_abandoned(
 
 
 @pytest.mark.timeout(30)
+def test_a_caller_that_leaves_after_its_answer_stays_returned_in_metrics_but_is_abandoned_in_statistics(
+    metrics: Metrics, gate: threading.Event
+) -> None:
+    # The call returns and is answered while the caller's loop is blocked; a collection reports it
+    # returned; then the task is cancelled before it took the answer. statistics() counts it again,
+    # from the caller's side: abandoned, no longer completed. The counter cannot take back what a
+    # collection reported (it never goes down): it stays returned (docs/tracing.md, "Metrics").
+    import asyncio
+
+    pool = fairpool.Pool(threads=1, name="m-left")
+    started = threading.Event()
+
+    def call() -> int:
+        started.set()
+        gate.wait(10)
+        return 1
+
+    async def main() -> dict[str, int]:
+        task = asyncio.create_task(pool.run_sync(call))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        gate.set()  # from here on the loop is blocked until the cancel
+        while pool.statistics().completed == 0:  # answered: the loop has not resumed the task
+            time.sleep(0.001)
+        reported = metrics.outcomes("m-left")
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return reported
+
+    try:
+        reported = asyncio.run(main())
+        stats = pool.statistics()
+    finally:
+        pool.shutdown(timeout=5)
+    assert reported == {"returned": 1}, f"a collection after the answer reported {reported}"
+    counted = (stats.completed, stats.failed, stats.abandoned)
+    assert counted == (0, 0, 1), f"statistics (completed, failed, abandoned) = {counted}"
+    assert metrics.outcomes("m-left") == {"returned": 1}, "the counter took back what it had reported"
+    runs = metrics.histogram("fairpool.pool.call.run.duration", pool="m-left", outcome="returned")[0]
+    assert runs == 1, f"{runs} run times recorded as returned"
+
+
+@pytest.mark.timeout(30)
 def test_calls_refused_by_a_full_queue_or_a_closed_pool_are_counted_rejected(
     metrics: Metrics, gate: threading.Event
 ) -> None:
