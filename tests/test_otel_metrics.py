@@ -995,6 +995,59 @@ def test_the_calls_counter_and_histograms_fold_lanes_past_max_lanes_and_the_tall
 
 
 @pytest.mark.timeout(120)
+def test_pools_of_one_name_name_at_most_max_lanes_together_while_collections_race_their_calls(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four pools of one name, each called from its own threads in lanes of their own, some pools
+    # gone and folded meanwhile, and a collector: the lanes named never pass MAX_LANES, each
+    # counter series only grows, and the counts add up to the calls made.
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    name, calls = "m-lanes-race", "fairpool.pool.calls"
+    stop = threading.Event()
+    went_down: list[tuple[tuple[str, ...], int, int]] = []
+    most_lanes = [0]
+
+    def collect() -> None:
+        before: dict[tuple[str, ...], int] = {}
+        while not stop.is_set():
+            now = _series(metrics, calls, name)
+            went_down.extend((k, v, now.get(k, 0)) for k, v in before.items() if now.get(k, 0) < v)
+            before = now
+            most_lanes[0] = max(most_lanes[0], len({key[0] for key in now}))
+
+    def requests(who: int) -> None:
+        for round_ in range(3):  # a pool each round: the one before is gone, folded
+            with fairpool.Pool(threads=2, name=name) as pool:
+                for i in range(40):
+                    with fairpool.lane(f"{who}-{round_}-{i}"):
+                        pool.submit(int, "1").result(10)
+                        pool.execute(int, "2")
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: the lanes are named in a race
+    try:
+        collector = threading.Thread(target=collect, daemon=True)
+        collector.start()
+        makers = [threading.Thread(target=requests, args=(who,), daemon=True) for who in range(4)]
+        for maker in makers:
+            maker.start()
+        for maker in makers:
+            maker.join(90)
+        stop.set()
+        collector.join(30)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not went_down, f"counter series went down between collections: {went_down[:5]}"
+    counted = _series(metrics, calls, name)
+    lanes = {key[0] for key in counted}
+    shown = sorted(lanes)[:12]
+    assert max(most_lanes[0], len(lanes)) <= 9, f"up to {most_lanes[0]} lanes counted; {len(lanes)}: {shown}"
+    assert sum(counted.values()) == 4 * 3 * 40 * 2, f"{sum(counted.values())} calls counted of 960"
+    waits = _series(metrics, "fairpool.pool.call.queue_wait.duration", name)
+    assert {key[0] for key in waits} <= lanes and sum(waits.values()) == 960, f"queue waits: {waits}"
+
+
+@pytest.mark.timeout(120)
 def test_pools_that_are_gone_are_folded_into_one_tally_per_name(metrics: Metrics) -> None:
     # One short-lived pool per request: what is kept stays flat, however many there were.
     import gc
