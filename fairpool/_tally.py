@@ -48,6 +48,8 @@ OUTCOMES = ("returned", "raised", "cancelled", "abandoned", "rejected", "closed"
 RETURNED, RAISED, CANCELLED, ABANDONED, REJECTED, CLOSED = range(6)
 #: The lane that stands for every lane past a pool name's named ones (:class:`LaneNames`).
 OTHER_LANE = "<other>"
+#: Most lanes named by a tally made without a :class:`LaneNames` (the metrics pass their own).
+MOST_LANES = 4096
 
 
 class LaneNames:
@@ -93,9 +95,10 @@ class Tally:
 
     __slots__ = ("dropped", "lanes", "max_pending", "names", "on_gone", "owner", "pending", "pool")
 
-    def __init__(self, pool: str, max_pending: int, names: LaneNames) -> None:
+    def __init__(self, pool: str, max_pending: int, names: LaneNames | None = None) -> None:
         self.pool = pool
-        self.names = names  #: the lanes named for ``pool`` (shared by its name's tallies)
+        #: The lanes named for ``pool``, shared by its name's tallies (its own if not given).
+        self.names = LaneNames(MOST_LANES) if names is None else names
         #: A weak reference to the pool's core (:meth:`own`): once it is gone, nothing counts
         #: here any more, and ``on_gone(self)`` is called (the metrics fold the counts, ``fold``).
         self.owner: Callable[[], Any] | None = None

@@ -103,7 +103,7 @@ _ATTRIBUTE_CACHE = 4096
 #: gauges, the calls counter and the histograms alike. Later lanes are reported together under
 #: the lane :data:`OTHER_LANE`, for good (nothing is dropped), and a pool's tally keeps no more.
 #: Read when a pool name is first seen (``_Instruments.lane_names``).
-MAX_LANES = 4096
+MAX_LANES = _tally.MOST_LANES
 OTHER_LANE = _tally.OTHER_LANE
 
 POOL = "fairpool.pool.name"
