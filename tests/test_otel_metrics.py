@@ -470,7 +470,7 @@ def test_the_environment_variable_switches_metrics(
 # -- a Prometheus scrape over HTTP, of a workload in another process -------------------------
 
 _SERVED = """
-    import threading, sys
+    import threading, sys, time
     from opentelemetry import metrics
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
@@ -496,6 +496,8 @@ _SERVED = """
     gate = threading.Event()
     held = [pool.submit(gate.wait, 60) for _ in range(2)]  # both workers busy while scraped
     queued = pool.submit(gate.wait, 60)
+    while pool.statistics().busy < 2:  # both started (under load a worker may take a while)
+        time.sleep(0.001)
     print(server.server_port, flush=True)
     sys.stdin.readline()  # the test scraped: finish
     gate.set()
