@@ -10,6 +10,12 @@ its answer, without the lock. The reader (a collector) takes
 :meth:`Tally.counts` without the lock: each lane's list is copied whole (a C-level
 copy under the GIL), and the counts only grow. ``pending`` is a deque: appended by
 workers, popped by collectors (``append`` and ``popleft`` are atomic).
+
+Lanes are bounded: a tally keeps counts for the lanes its pool name's :class:`LaneNames`
+names (at most its ``most``), and counts every later lane under :data:`OTHER_LANE`, so a
+``lane_key`` that returns a value per request costs neither memory nor metric series
+without bound. The tallies of one pool name share one ``LaneNames`` (with the gauges),
+so a lane is named or folded alike everywhere, and for good: no count moves between lanes.
 """
 
 from __future__ import annotations
@@ -20,15 +26,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ._job import DONE
+from ._native import allocate_lock
+from .lanes import DEFAULT_LANE
 
 __all__ = [
     "ABANDONED",
     "CANCELLED",
     "CLOSED",
+    "OTHER_LANE",
     "OUTCOMES",
     "RAISED",
     "REJECTED",
     "RETURNED",
+    "LaneNames",
     "Tally",
     "factory",
 ]
@@ -36,20 +46,65 @@ __all__ = [
 #: The outcomes, in the order of a lane's counts (the indexes below).
 OUTCOMES = ("returned", "raised", "cancelled", "abandoned", "rejected", "closed")
 RETURNED, RAISED, CANCELLED, ABANDONED, REJECTED, CLOSED = range(6)
+#: The lane that stands for every lane past a pool name's named ones (:class:`LaneNames`).
+OTHER_LANE = "<other>"
+#: Most lanes named by a tally made without a :class:`LaneNames` (the metrics pass their own).
+MOST_LANES = 4096
+
+
+class LaneNames:
+    """The lanes one pool name's metrics name one by one: its default lane and the first
+    others seen, ``most`` in all; every later lane is reported as :data:`OTHER_LANE`, for good.
+
+    Shared by that name's tallies (its live pools' and the folded one) and its gauges. A
+    lane is named when first seen with room left, and stays named; once ``most`` are named
+    (``full``), none is added: a lane maps to the same series from first to last.
+
+    Thread rules: ``named`` only grows, under ``lock`` (taken at most a few times per lane
+    named, never with another lock taken inside it); read without it (a set's
+    ``in`` and copy are atomic under the GIL).
+    """
+
+    __slots__ = ("full", "lock", "most", "named")
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.named: set[str] = {DEFAULT_LANE}
+        self.full = len(self.named) >= most
+        self.lock = allocate_lock()
+
+    def name(self, lane: str) -> str:
+        """The lane ``lane`` is reported as: itself if named (now, if there is room), else OTHER_LANE."""
+        if lane in self.named:
+            return lane
+        if self.full:
+            return OTHER_LANE
+        with self.lock:
+            named = self.named
+            if lane not in named:
+                if len(named) >= self.most:
+                    self.full = True
+                    return OTHER_LANE
+                named.add(lane)
+                self.full = len(named) >= self.most
+        return lane
 
 
 class Tally:
     """One pool's counts by lane and outcome, and the queue waits and run times to record."""
 
-    __slots__ = ("dropped", "lanes", "max_pending", "on_gone", "owner", "pending", "pool")
+    __slots__ = ("dropped", "lanes", "max_pending", "names", "on_gone", "owner", "pending", "pool")
 
-    def __init__(self, pool: str, max_pending: int) -> None:
+    def __init__(self, pool: str, max_pending: int, names: LaneNames | None = None) -> None:
         self.pool = pool
+        #: The lanes named for ``pool``, shared by its name's tallies (its own if not given).
+        self.names = LaneNames(MOST_LANES) if names is None else names
         #: A weak reference to the pool's core (:meth:`own`): once it is gone, nothing counts
         #: here any more, and ``on_gone(self)`` is called (the metrics fold the counts, ``fold``).
         self.owner: Callable[[], Any] | None = None
         self.on_gone: Callable[[Tally], None] | None = None
-        self.lanes: dict[str, list[int]] = {}  #: lane: counts, indexed by outcome
+        #: lane: counts, indexed by outcome; only lanes ``names`` names, and OTHER_LANE
+        self.lanes: dict[str, list[int]] = {}
         #: (lane, outcome or -1, queue wait, run time) of each call a worker ran: ``outcome`` is
         #: RETURNED or RAISED when the call was answered with its result, -1 when its caller
         #: had left or it was closed meanwhile (its run time is not recorded then).
@@ -60,9 +115,17 @@ class Tally:
     def count(self, lane: str, outcome: int) -> None:
         """A call of ``lane`` reached its final state ``outcome``. Under the pool's lock."""
         counts = self.lanes.get(lane)
+        if counts is None:  # its first call here, or a lane past the named ones
+            counts = self._lane(lane)
+        counts[outcome] += 1
+
+    def _lane(self, lane: str) -> list[int]:
+        """The counts ``lane``'s calls go to: its own, or OTHER_LANE's past the named lanes."""
+        lane = self.names.name(lane)
+        counts = self.lanes.get(lane)
         if counts is None:
             counts = self.lanes[lane] = [0, 0, 0, 0, 0, 0]
-        counts[outcome] += 1
+        return counts
 
     def ran(self, job: Any) -> None:
         """A worker ran ``job`` and its caller was answered (if still there): keep its times.
@@ -95,13 +158,10 @@ class Tally:
 
     def fold(self, other: Tally) -> None:
         """Add ``other``'s counts and pending entries to these (``other`` counts no more)."""
-        for lane, counts in list(other.lanes.items()):
-            mine = self.lanes.get(lane)
-            if mine is None:
-                self.lanes[lane] = list(counts)
-            else:
-                for outcome, n in enumerate(counts):
-                    mine[outcome] += n
+        for lane, counts in list(other.lanes.items()):  # (named alike: one pool name, one LaneNames)
+            mine = self._lane(lane)
+            for outcome, n in enumerate(counts):
+                mine[outcome] += n
         pending, entries = self.pending, other.pending
         while entries:
             try:

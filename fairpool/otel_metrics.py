@@ -38,13 +38,13 @@ Thread rules: ``_active``, ``_instruments`` and ``_tally.factory`` change under
 store; a call counted in a tally just cleared is still reported: every tally made
 stays in its instruments' ``tallies``). The deques are appended by any thread and
 popped by any collector (each entry popped once: ``popleft`` is atomic); a drain
-never yields between popping an entry and recording it. The lanes seen are
-changed only by collectors, under ``_read_lock``.
+never yields between popping an entry and recording it. The lanes named for a pool
+name (``_tally.LaneNames``, shared by its tallies and its gauges) only grow, under
+their own lock, until :data:`MAX_LANES`.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 from . import _exitrule, _tally, hubwatch, locks
 from ._faultlog import report_fault
 from ._native import allocate_lock, get_ident, green_interruptions, os, stdlib_threading, threads_patched
-from .lanes import DEFAULT_LANE
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -100,10 +99,12 @@ DURATION_BUCKETS = (
 )
 #: Most attribute sets remembered (pools x lanes x outcomes): more are made afresh each time.
 _ATTRIBUTE_CACHE = 4096
-#: Most lanes a pool's gauges name one by one; the current counts of later lanes are reported
-#: together under the lane :data:`OTHER_LANE` (nothing is dropped).
-MAX_LANES = 4096
-OTHER_LANE = "<other>"
+#: Most lanes a pool name's instruments name one by one (its default lane among them): the
+#: gauges, the calls counter and the histograms alike. Later lanes are reported together under
+#: the lane :data:`OTHER_LANE`, for good (nothing is dropped), and a pool's tally keeps no more.
+#: Read when a pool name is first seen (``_Instruments.lane_names``).
+MAX_LANES = _tally.MOST_LANES
+OTHER_LANE = _tally.OTHER_LANE
 
 POOL = "fairpool.pool.name"
 LANE = "fairpool.lane"
@@ -184,7 +185,7 @@ class MetricsRecorder:
 
     def new_tally(self, pool: str) -> _tally.Tally:
         """A tally for a pool named ``pool`` (``_tally.factory``): reported by these instruments."""
-        tally = _tally.Tally(pool, MAX_PENDING)
+        tally = _tally.Tally(pool, MAX_PENDING, self.instruments.lane_names(pool))
         tally.on_gone = self.instruments.pool_gone
         self.instruments.tallies[id(tally)] = tally
         return tally
@@ -247,13 +248,14 @@ class MetricsRecorder:
         outcomes = _tally.OUTCOMES
         left = self.pending() if limit is None else limit
         for tally in list(instruments.tallies.values()):
-            pool, entries = tally.pool, tally.pending
+            pool, entries, lane_name = tally.pool, tally.pending, tally.names.name
             while left > 0 and entries:
                 left -= 1
                 try:
                     lane, outcome, wait, run = entries.popleft()
                 except IndexError:  # another drain took the rest
                     break
+                lane = lane_name(lane)  # as the call was counted (it was, before this entry was made)
                 wait_record(max(0.0, wait), attrs(pool, lane))
                 if outcome >= 0:
                     run_record(max(0.0, run), attrs(pool, lane, outcomes[outcome]))
@@ -353,8 +355,8 @@ class _Instruments:
 
     def __init__(self, meter: Any) -> None:
         self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
-        self._read_lock = allocate_lock()
-        self._lanes_seen: weakref.WeakKeyDictionary[Core, set[str]] = weakref.WeakKeyDictionary()
+        #: By pool name: the lanes its instruments name one by one (``lane_names``).
+        self._lane_names: dict[str, _tally.LaneNames] = {}
         #: Every pool's tally made for these instruments (kept after the pool is gone: its calls
         #: stay counted in a cumulative counter).
         self.tallies: dict[int, _tally.Tally] = {}  # by id (one add or delete is atomic)
@@ -417,26 +419,29 @@ class _Instruments:
             self._attributes[key] = made
         return made
 
+    def lane_names(self, pool: str) -> _tally.LaneNames:
+        """The lanes named for the pools named ``pool`` (made with :data:`MAX_LANES` when first asked)."""
+        names = self._lane_names.get(pool)
+        if names is None:  # (two threads may make one each: setdefault keeps the first)
+            names = self._lane_names.setdefault(pool, _tally.LaneNames(MAX_LANES))
+        return names
+
     # -- the observable instruments' callbacks (a collector's thread) -----------------------
     def _states(
         self,
     ) -> Iterator[tuple[str, int, int, dict[str, int], dict[str, int], dict[str, int], set[str]]]:
-        """Each live pool's state, with its default lane and every lane it has shown (0 when none now)."""
-        called: dict[str, set[str]] = {}  # by pool name: lanes that had calls
-        for tally in list(self.tallies.values()):
-            called.setdefault(tally.pool, set()).update(list(tally.lanes))
+        """Each live pool's state, with every lane named for its name (0 when none now): its
+        default lane, each lane that has had a call or been shown, and OTHER_LANE once they are
+        :data:`MAX_LANES` (the calls counter and the histograms name the same lanes)."""
         for core in list(_exitrule._cores):
             name, size, threads, queued, held, busy = _pool_state(core)
-            with self._read_lock:
-                seen = self._lanes_seen.setdefault(core, {DEFAULT_LANE})
-                if len(seen) < MAX_LANES:
-                    for lane in (*queued, *held, *busy, *called.get(name, ())):
-                        if len(seen) >= MAX_LANES:
-                            break
-                        seen.add(lane)
-                if len(seen) >= MAX_LANES:  # later lanes' counts go to OTHER_LANE (_by_lane)
-                    seen.add(OTHER_LANE)
-                lanes = set(seen)
+            names = self.lane_names(name)
+            if not names.full:
+                for lane in (*queued, *held, *busy):
+                    names.name(lane)  # named now, while there is room
+            lanes = set(names.named)
+            if names.full:  # later lanes' counts go to OTHER_LANE (_by_lane)
+                lanes.add(OTHER_LANE)
             yield name, size, threads, queued, held, busy, lanes
 
     def _by_lane(self, which: int) -> list[Observation]:
@@ -530,7 +535,7 @@ class _Instruments:
             return  # folded already
         folded = self._folded.get(tally.pool)
         if folded is None:
-            folded = self._folded[tally.pool] = _tally.Tally(tally.pool, MAX_PENDING)
+            folded = self._folded[tally.pool] = _tally.Tally(tally.pool, MAX_PENDING, tally.names)
             self.tallies[id(folded)] = folded
         folded.fold(tally)
         del self.tallies[id(tally)]
@@ -563,8 +568,9 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = allocate_lock()
     for instruments in list(_instruments.values()):  # a collector of the parent's may have held them
-        instruments._read_lock = allocate_lock()
         instruments._fold_lock = allocate_lock()
+        for names in list(instruments._lane_names.values()):
+            names.lock = allocate_lock()
     recorder = _active
     if recorder is not None:
         recorder.forget_the_parents_entries()

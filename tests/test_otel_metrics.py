@@ -150,6 +150,51 @@ def test_a_green_caller_that_gives_up_while_its_call_runs_is_counted_abandoned(
 
 
 @pytest.mark.timeout(30)
+def test_a_caller_that_leaves_after_its_answer_stays_returned_in_metrics_but_is_abandoned_in_statistics(
+    metrics: Metrics, gate: threading.Event
+) -> None:
+    # The call returns and is answered while the caller's loop is blocked; a collection reports it
+    # returned; then the task is cancelled before it took the answer. statistics() counts it again,
+    # from the caller's side: abandoned, no longer completed. The counter cannot take back what a
+    # collection reported (it never goes down): it stays returned (docs/tracing.md, "Metrics").
+    import asyncio
+
+    pool = fairpool.Pool(threads=1, name="m-left")
+    started = threading.Event()
+
+    def call() -> int:
+        started.set()
+        gate.wait(10)
+        return 1
+
+    async def main() -> dict[str, int]:
+        task = asyncio.create_task(pool.run_sync(call))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        gate.set()  # from here on the loop is blocked until the cancel
+        while pool.statistics().completed == 0:  # answered: the loop has not resumed the task
+            time.sleep(0.001)
+        reported = metrics.outcomes("m-left")
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return reported
+
+    try:
+        reported = asyncio.run(main())
+        stats = pool.statistics()
+    finally:
+        pool.shutdown(timeout=5)
+    assert reported == {"returned": 1}, f"a collection after the answer reported {reported}"
+    counted = (stats.completed, stats.failed, stats.abandoned)
+    assert counted == (0, 0, 1), f"statistics (completed, failed, abandoned) = {counted}"
+    assert metrics.outcomes("m-left") == {"returned": 1}, "the counter took back what it had reported"
+    runs = metrics.histogram("fairpool.pool.call.run.duration", pool="m-left", outcome="returned")[0]
+    assert runs == 1, f"{runs} run times recorded as returned"
+
+
+@pytest.mark.timeout(30)
 def test_calls_refused_by_a_full_queue_or_a_closed_pool_are_counted_rejected(
     metrics: Metrics, gate: threading.Event
 ) -> None:
@@ -425,7 +470,7 @@ def test_the_environment_variable_switches_metrics(
 # -- a Prometheus scrape over HTTP, of a workload in another process -------------------------
 
 _SERVED = """
-    import threading, sys
+    import threading, sys, time
     from opentelemetry import metrics
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
@@ -451,6 +496,8 @@ _SERVED = """
     gate = threading.Event()
     held = [pool.submit(gate.wait, 60) for _ in range(2)]  # both workers busy while scraped
     queued = pool.submit(gate.wait, 60)
+    while pool.statistics().busy < 2:  # both started (under load a worker may take a while)
+        time.sleep(0.001)
     print(server.server_port, flush=True)
     sys.stdin.readline()  # the test scraped: finish
     gate.set()
@@ -851,6 +898,155 @@ def test_lanes_past_max_lanes_are_reported_under_the_other_lane_not_dropped(
     finally:
         gate.set()
         pool.shutdown(timeout=5)
+
+
+def _series(metrics: Metrics, name: str, pool: str) -> dict[tuple[str, ...], int]:
+    """(lane, outcome if any): value (a counter's) or count (a histogram's), of one pool's points."""
+    found: dict[tuple[str, ...], int] = {}
+    for point in metrics.points(name, pool=pool):
+        attributes = dict(point.attributes or {})
+        outcome = attributes.get(_KEYS["outcome"])
+        key = (attributes[_KEYS["lane"]],) if outcome is None else (attributes[_KEYS["lane"]], outcome)
+        found[key] = found.get(key, 0) + int(point.count if hasattr(point, "count") else point.value)
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_the_calls_counter_and_histograms_fold_lanes_past_max_lanes_and_the_tally_stays_bounded(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lane_key with a value per request: the counter and the histograms name at most
+    # MAX_LANES lanes per pool name (the default lane among them, as the gauges) and count the
+    # rest under <other>, for good (each series only grows); the pool's tally keeps no more.
+    import gc
+    import tracemalloc
+
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    request = [0]
+    name = "m-lanecap"
+    calls = "fairpool.pool.calls"
+    histograms = ("fairpool.pool.call.queue_wait.duration", "fairpool.pool.call.run.duration")
+    pool = fairpool.Pool(threads=2, name=name, lane_key=lambda: f"req-{request[0]}")
+    before: dict[tuple[str, ...], int] = {}
+    went_down: list[tuple[tuple[str, ...], int, int]] = []
+
+    def requests(n: int, collect: bool = True) -> None:
+        for _ in range(n):
+            request[0] += 1
+            assert pool.execute(int, "1") == 1
+            with pytest.raises(ValueError):
+                pool.execute(int, "x")
+            if collect:  # a collection after each request: no series ever goes down
+                now = _series(metrics, calls, name)
+                went_down.extend((k, v, now.get(k, 0)) for k, v in before.items() if now.get(k, 0) < v)
+                before.update(now)
+
+    try:
+        requests(50)
+        counted = _series(metrics, calls, name)
+        lanes = {lane for lane, _ in counted}
+        assert not went_down, f"counter series went down between collections: {went_down[:5]}"
+        assert len(lanes) <= 9 and "<other>" in lanes, f"{len(lanes)} lanes counted: {sorted(lanes)}"
+        by_outcome = {o: sum(n for (_, out), n in counted.items() if out == o) for o in OUTCOMES[:2]}
+        assert by_outcome == {"returned": 50, "raised": 50}, f"counted {by_outcome} of 50 calls each"
+        assert counted[("<other>", "returned")] == 50 - 7, f"under <other>: {counted}"  # 7 + default named
+        for histogram in histograms:
+            recorded = _series(metrics, histogram, name)
+            recorded_lanes = {key[0] for key in recorded}
+            assert recorded_lanes == lanes, f"{histogram} lanes {sorted(recorded_lanes)} != counter's"
+            assert sum(recorded.values()) == 100, f"{histogram}: {sum(recorded.values())} of 100 calls"
+        points = metrics.points("fairpool.pool.queue.length", pool=name)
+        gauged = {point.attributes[_KEYS["lane"]] for point in points}
+        assert lanes <= gauged and len(gauged) <= 9, f"gauges' {sorted(gauged)}, counter's {sorted(lanes)}"
+
+        # Another pool of the same name shares its series, so its new lanes go to <other> too.
+        with fairpool.Pool(threads=1, name=name, lane_key=lambda: f"other-{request[0]}") as second:
+            for _ in range(5):
+                request[0] += 1
+                second.execute(int, "2")
+        counted = _series(metrics, calls, name)
+        assert {lane for lane, _ in counted} == lanes, f"lanes counted: {sorted(lane for lane, _ in counted)}"
+        assert counted[("<other>", "returned")] == 50 - 7 + 5, f"under <other>: {counted}"
+
+        # The tally keeps the named lanes and <other>, however many lanes come.
+        tally = pool._core.tally
+        assert tally is not None
+        gc.collect()
+        tracemalloc.start()
+        try:
+            requests(200, collect=False)
+            metrics.outcomes(name)  # record what is pending
+            base = tracemalloc.get_traced_memory()[0]
+            requests(2000, collect=False)
+            metrics.outcomes(name)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        assert len(tally.lanes) <= 9, f"the tally keeps {len(tally.lanes)} lanes for 2255 lanes seen"
+        # Before, each lane kept its counts in the tally and series in the SDK: over 1 MB here.
+        assert grown < 150_000, f"{grown} bytes more after 2000 more requests, each in a lane of its own"
+    finally:
+        pool.shutdown(timeout=5)
+    counted = _series(metrics, calls, name)
+    assert sum(counted.values()) == 2 * 2250 + 5, f"{sum(counted.values())} calls counted of {2 * 2250 + 5}"
+    for histogram in histograms:
+        recorded = _series(metrics, histogram, name)
+        assert len(recorded) <= 9 * 2, f"{histogram}: {len(recorded)} series"
+        assert sum(recorded.values()) == 2 * 2250 + 5, f"{histogram}: {sum(recorded.values())} calls recorded"
+
+
+@pytest.mark.timeout(120)
+def test_pools_of_one_name_name_at_most_max_lanes_together_while_collections_race_their_calls(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four pools of one name, each called from its own threads in lanes of their own, some pools
+    # gone and folded meanwhile, and a collector: the lanes named never pass MAX_LANES, each
+    # counter series only grows, and the counts add up to the calls made.
+    monkeypatch.setattr(otel_metrics, "MAX_LANES", 8)
+    name, calls = "m-lanes-race", "fairpool.pool.calls"
+    stop = threading.Event()
+    went_down: list[tuple[tuple[str, ...], int, int]] = []
+    most_lanes = [0]
+
+    def collect() -> None:
+        before: dict[tuple[str, ...], int] = {}
+        while not stop.is_set():
+            now = _series(metrics, calls, name)
+            went_down.extend((k, v, now.get(k, 0)) for k, v in before.items() if now.get(k, 0) < v)
+            before = now
+            most_lanes[0] = max(most_lanes[0], len({key[0] for key in now}))
+
+    def requests(who: int) -> None:
+        for round_ in range(3):  # a pool each round: the one before is gone, folded
+            with fairpool.Pool(threads=2, name=name) as pool:
+                for i in range(40):
+                    with fairpool.lane(f"{who}-{round_}-{i}"):
+                        pool.submit(int, "1").result(10)
+                        pool.execute(int, "2")
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: the lanes are named in a race
+    try:
+        collector = threading.Thread(target=collect, daemon=True)
+        collector.start()
+        makers = [threading.Thread(target=requests, args=(who,), daemon=True) for who in range(4)]
+        for maker in makers:
+            maker.start()
+        for maker in makers:
+            maker.join(90)
+        stop.set()
+        collector.join(30)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not went_down, f"counter series went down between collections: {went_down[:5]}"
+    counted = _series(metrics, calls, name)
+    lanes = {key[0] for key in counted}
+    shown = sorted(lanes)[:12]
+    assert max(most_lanes[0], len(lanes)) <= 9, f"up to {most_lanes[0]} lanes counted; {len(lanes)}: {shown}"
+    assert sum(counted.values()) == 4 * 3 * 40 * 2, f"{sum(counted.values())} calls counted of 960"
+    waits = _series(metrics, "fairpool.pool.call.queue_wait.duration", name)
+    assert {key[0] for key in waits} <= lanes and sum(waits.values()) == 960, f"queue waits: {waits}"
 
 
 @pytest.mark.timeout(120)
