@@ -110,6 +110,9 @@ class Core:
         self.futures_cancelled_by_shutdown = 0  # closed calls whose future says cancelled (cancel_futures)
         self.run_total = 0.0  # seconds the calls that finished ran, in all
         self.shutting_down_inside: set[int] = set()  # worker threads inside a shutdown of this pool
+        # The lists of jobs that rare paths (``locked()``, helping) answer after releasing the
+        # lock, while they do: a forked child answers what another thread was answering.
+        self.answering: dict[int, list[Job]] = {}
         factory = _tally.factory  # metrics on: counts by lane and outcome (fairpool._tally)
         self.tally: _tally.Tally | None = None if factory is None else factory(name)
         if self.tally is not None:
@@ -158,10 +161,15 @@ class Core:
         """``with core.locked() as out:``: hold the lock; on exit unlock, then answer ``out`` (rare paths)."""
         out: list[Job] = []
         self.lock.acquire()
+        key = id(out)
+        self.answering[key] = out  # a fork meanwhile: the child answers these (fairpool._lifecycle)
         try:
             yield out
         finally:
-            self.unlock(out)
+            try:
+                self.unlock(out)
+            finally:
+                self.answering.pop(key, None)
 
     def unlock(self, out: list[Job]) -> None:
         """Release the lock (taking in what the hub left), then answer the jobs in ``out``."""

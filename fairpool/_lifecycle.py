@@ -145,6 +145,8 @@ def _after_fork_in_child(core: Core) -> None:
     # Calls a worker had answered under the lock and was answering after it when the process
     # forked: that thread is gone here, and a future of them would never be settled.
     answering = [j for w in list(core.workers.records) for j in w.out if j.state in ANSWERED]
+    answering += [j for out in list(core.answering.values()) for j in out if j.state in ANSWERED]
+    core.answering = {}
     core.admission.drain()
     core.workers = _workers.WorkerSet(core.name, core.workers.size, core.workers.counts_coming)
     core.busy = 0
@@ -168,7 +170,28 @@ def _after_fork_in_child(core: Core) -> None:
             )
 
 
+#: The pools whose locks the thread that forks holds across the fork (``_before_fork``).
+_held_at_fork: list[Core] = []
+
+
+def _before_fork() -> None:
+    """Hold every pool's lock across the fork, so that the child sees each pool between two
+    moves (another thread half-way through one would leave the child's copy inconsistent).
+    A pool's lock is never held while user code runs, so this waits only for moves to end."""
+    for core in list(_exitrule._cores):
+        core.lock.acquire()
+        _held_at_fork.append(core)
+
+
+def _after_fork_in_parent() -> None:
+    held = list(_held_at_fork)
+    _held_at_fork.clear()
+    for core in held:
+        core.unlock([])  # takes in what the hub left meanwhile, and answers what that moved
+
+
 def _after_fork() -> None:
+    _held_at_fork.clear()  # the parent's list: the child replaces each pool's lock
     _exitrule.forget_exit_after_fork()
     _workers.forget_worker_after_fork()
     _hubchannel.forget_all_after_fork()
@@ -176,7 +199,7 @@ def _after_fork() -> None:
         _after_fork_in_child(core)
 
 
-os.register_at_fork(after_in_child=_after_fork)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork)
 # Before the interpreter joins non-daemon threads (as concurrent.futures does), so that
 # such a thread waiting on a queued call is answered and the process can exit; atexit as
 # well: under eventlet.monkey_patch() the interpreter runs eventlet's copy of the pre-join

@@ -394,16 +394,19 @@ def help_with(job: Job) -> bool:
         return True
     out = []
     core.lock.acquire()
+    core.answering[id(out)] = out  # a fork meanwhile: the child answers it (fairpool._lifecycle)
     try:
         core.finish_helped_locked(job, worker, ok, result, out)
         result = None  # the job holds it now
     finally:
         core.lock.release(out)
-    if out:
-        try:
+    try:
+        if out:
             core.answer(out)
-        except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this wait
-            report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
+    except BaseException as exc:  # noqa: BLE001 - a future's done-callback, not this wait
+        report_fault("fairpool: answering a call raised (a future's done-callback?)", exc)
+    finally:
+        core.answering.pop(id(out), None)
     tally = core.tally
     if tally is not None:  # after the answer, unlocked, as work() does: the metrics' queue wait and run time
         tally.ran(job)
