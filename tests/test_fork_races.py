@@ -204,6 +204,6 @@ def test_forks_under_submit_load_find_every_pool_between_two_moves() -> None:
 
 @pytest.mark.timeout(240)
 def test_a_fork_while_a_worker_answers_a_call_it_ran_helping_answers_it_in_the_child() -> None:
-    # Before: 6 of 40 children left the helped call's future pending.
-    out = _run(HELPING, "40", timeout=220)
-    assert "forks 40 child exit codes {0: 40}" in out, out
+    # Before: 6 of 40 children left the helped call's future pending (24 forks: 98% to see one).
+    out = _run(HELPING, "24", timeout=220)
+    assert "forks 24 child exit codes {0: 24}" in out, out
