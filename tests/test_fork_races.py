@@ -13,14 +13,41 @@ import sys
 
 import pytest
 
-SHUTDOWN_ANSWERING = """
+#: What each script shares: fork, run ``child()`` in the child (its return value is the exit
+#: code; an exception is 5; faulthandler exits a child stuck for 8 s), and in the parent wait
+#: for it, killing it after ``kill_after`` seconds ("hung").
+FORK_AND_WAIT = """
+import faulthandler, os, signal, time
+def say(s): os.write(2, (s + "\\n").encode())
+def fork_and_wait(child, kill_after):
+    pid = os.fork()
+    if pid == 0:
+        code = 5
+        try:
+            faulthandler.dump_traceback_later(8, exit=True)
+            code = child()
+        except BaseException as e:
+            say(f"child: {e!r}")
+        finally:
+            os._exit(code)
+    t0 = time.time()
+    while True:
+        p, status = os.waitpid(pid, os.WNOHANG)
+        if p: return os.waitstatus_to_exitcode(status)
+        if time.time() - t0 > kill_after:
+            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); return "hung"
+        time.sleep(0.002)
+"""
+
+SHUTDOWN_ANSWERING = (
+    FORK_AND_WAIT
+    + """
 # Fork from the main thread while another thread's shutdown() answers queued futures
 # (timeout ran out, or cancel_futures=True). In the child, each future must be answered.
-import os, sys, time, threading, signal, faulthandler, concurrent.futures as cf
+import os, sys, time, threading, concurrent.futures as cf
 import fairpool
 mode = sys.argv[1]; N = int(sys.argv[2]); M = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 stats = {}
-def say(s): os.write(2, (s + "\\n").encode())
 for it in range(N):
     pool = fairpool.Pool(1)
     ev = threading.Event()
@@ -34,44 +61,34 @@ for it in range(N):
         t = threading.Thread(target=pool.shutdown, kwargs=dict(wait=False, cancel_futures=True))
     t.start()
     while not futs[0].done(): pass
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            faulthandler.dump_traceback_later(8, exit=True)
-            for i, f in enumerate(futs):
-                try:
-                    f.result(timeout=1)
-                except (fairpool.PoolClosed, cf.CancelledError):
-                    pass
-                except cf.TimeoutError:
-                    say(f"child: future {i} of {M} still pending after 1 s: {f!r}")
-                    code = 3
-                    break
-        finally:
-            os._exit(code)
-    t0 = time.time()
-    while True:
-        p, status = os.waitpid(pid, os.WNOHANG)
-        if p: rc = os.waitstatus_to_exitcode(status); break
-        if time.time() - t0 > 15:
-            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); rc = "hung"; break
-        time.sleep(0.01)
+    def child():
+        for i, f in enumerate(futs):
+            try:
+                f.result(timeout=1)
+            except (fairpool.PoolClosed, cf.CancelledError):
+                pass
+            except cf.TimeoutError:
+                say(f"child: future {i} of {M} still pending after 1 s: {f!r}")
+                return 3
+        return 0
+    rc = fork_and_wait(child, kill_after=15)
     stats[rc] = stats.get(rc, 0) + 1
     ev.set(); t.join()
 print(mode, "iterations", N, "child exit codes", stats, flush=True)
 """
+)
 
-PLAIN_LOAD = """
+PLAIN_LOAD = (
+    FORK_AND_WAIT
+    + """
 # Plain submit() load (no helping, no shutdown): native threads submit and wait; the main thread
 # forks again and again. In each child: (a) every future of the parent is answered (PoolClosed or
 # its real state) within 1 s; (b) the child's pool serves a new call. Exit codes:
 # 0 ok, 3 a parent's future left pending, 4 the child's pool does not serve a new call, 5 other error.
-import os, sys, time, threading, signal, faulthandler, concurrent.futures as cf
+import os, sys, time, threading, concurrent.futures as cf
 import fairpool
 N = int(sys.argv[1]); sw = float(sys.argv[2]) if len(sys.argv) > 2 else 0
 if sw: sys.setswitchinterval(sw)
-def say(s): os.write(2, (s + "\\n").encode())
 pool = fairpool.Pool(2)
 lanes = ["a", "b", "c"]
 recent = []
@@ -89,51 +106,38 @@ ts = [threading.Thread(target=submitter, args=(k,), daemon=True) for k in range(
 for t in ts: t.start()
 time.sleep(0.1)
 stats = {}
-for it in range(N):
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+def child():
+    deadline = time.monotonic() + 1
+    for f in list(recent):
         try:
-            faulthandler.dump_traceback_later(8, exit=True)
-            deadline = time.monotonic() + 1
-            for f in list(recent):
-                try:
-                    f.result(timeout=max(0, deadline - time.monotonic()))
-                except fairpool.PoolClosed:
-                    pass
-                except cf.TimeoutError:
-                    say(f"child {it}: parent's future {f!r} still pending after 1 s")
-                    code = 3
-                    break
-            try:
-                if pool.submit(noop).result(timeout=2) != 1: code = 5
-            except cf.TimeoutError:
-                say(f"child {it}: a new submit() in the child not answered in 2 s")
-                code = 4
-        except BaseException as e:
-            say(f"child {it}: {e!r}"); code = 5
-        finally:
-            os._exit(code)
-    t0 = time.time()
-    while True:
-        p, status = os.waitpid(pid, os.WNOHANG)
-        if p: rc = os.waitstatus_to_exitcode(status); break
-        if time.time() - t0 > 12:
-            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); rc = "hung"; break
-        time.sleep(0.002)
+            f.result(timeout=max(0, deadline - time.monotonic()))
+        except fairpool.PoolClosed:
+            pass
+        except cf.TimeoutError:
+            say(f"child {it}: parent's future {f!r} still pending after 1 s")
+            return 3
+    try:
+        return 0 if pool.submit(noop).result(timeout=2) == 1 else 5
+    except cf.TimeoutError:
+        say(f"child {it}: a new submit() in the child not answered in 2 s")
+        return 4
+for it in range(N):
+    rc = fork_and_wait(child, kill_after=12)
     stats[rc] = stats.get(rc, 0) + 1
 stop = True
 print("forks", N, "switchinterval", sw or sys.getswitchinterval(), "child exit codes", stats, flush=True)
 """
+)
 
-HELPING = """
+HELPING = (
+    FORK_AND_WAIT
+    + """
 # A pool call waits on a future of its own pool whose call is still queued: the worker runs it
 # itself ("helping") and answers it. Fork from the main thread meanwhile: in the child, every
 # future must be answered (PoolClosed or its real state), never left pending.
-import os, sys, time, threading, signal, faulthandler, concurrent.futures as cf
+import os, sys, time, threading, concurrent.futures as cf
 import fairpool
 N = int(sys.argv[1]); size = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-def say(s): os.write(2, (s + "\\n").encode())
 pool = fairpool.Pool(size)
 shared = []
 stop = False
@@ -147,35 +151,24 @@ def chain():
 outer = [pool.submit(chain) for _ in range(size)]
 time.sleep(0.1)
 stats = {}
-for it in range(N):
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+def child():
+    for f in list(shared):
         try:
-            faulthandler.dump_traceback_later(8, exit=True)
-            for i, f in enumerate(list(shared)):
-                try:
-                    f.result(timeout=1)
-                except fairpool.PoolClosed:
-                    pass
-                except cf.TimeoutError:
-                    say(f"child {it}: future {f!r} still pending after 1 s")
-                    code = 3
-                    break
-        finally:
-            os._exit(code)
-    t0 = time.time()
-    while True:
-        p, status = os.waitpid(pid, os.WNOHANG)
-        if p: rc = os.waitstatus_to_exitcode(status); break
-        if time.time() - t0 > 12:
-            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); rc = "hung"; break
-        time.sleep(0.002)
+            f.result(timeout=1)
+        except fairpool.PoolClosed:
+            pass
+        except cf.TimeoutError:
+            say(f"child {it}: future {f!r} still pending after 1 s")
+            return 3
+    return 0
+for it in range(N):
+    rc = fork_and_wait(child, kill_after=12)
     stats[rc] = stats.get(rc, 0) + 1
 stop = True
 for f in outer: f.result()
 print("forks", N, "child exit codes", stats, flush=True)
 """
+)
 
 
 def _run(script: str, *args: str, timeout: float) -> str:
