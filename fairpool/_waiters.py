@@ -271,21 +271,25 @@ class PoolFuture(Future[T]):
         with self._fairpool_mutex:
             if self._state in _SETTLED:
                 return
-            if ok:
-                self._result = value
-            else:
-                self._exception = value
-            self._state = _FINISHED
-            for waiter in self._waiters:  # concurrent.futures.wait() and as_completed()
-                if ok:
-                    waiter.add_result(self)
-                else:
-                    waiter.add_exception(self)
-            condition = self.__dict__.get("_fairpool_condition")
-            if condition is not None and condition._waiters:  # a Future.result() of the base class waits
-                condition.notify_all()
+            self._finish_locked(ok, value)
             green, callbacks, opening = self._take_waiters_locked()
         self._release_waiters(green, callbacks, opening)
+
+    def _finish_locked(self, ok: bool, value: Any) -> None:
+        """Under the mutex, on a future not settled yet: its outcome, and Future's waiters told."""
+        if ok:
+            self._result = value
+        else:
+            self._exception = value
+        self._state = _FINISHED
+        for waiter in self._waiters:  # concurrent.futures.wait() and as_completed()
+            if ok:
+                waiter.add_result(self)
+            else:
+                waiter.add_exception(self)
+        condition = self.__dict__.get("_fairpool_condition")
+        if condition is not None and condition._waiters:  # a Future.result() of the base class waits
+            condition.notify_all()
 
     def reset_after_fork(self) -> None:
         """The parent's threads are gone: a lock one of them held would never be released."""
@@ -303,10 +307,7 @@ class PoolFuture(Future[T]):
         self._fairpool_job = self._fairpool_cancel = None
         with self._fairpool_mutex:
             if self._state in _WAITING:
-                self._exception = error
-                self._state = _FINISHED
-                for waiter in self._waiters:
-                    waiter.add_exception(self)
+                self._finish_locked(False, error)
             elif self._fairpool_open:
                 return  # settled, waiters released: the parent's thread was done with it
             green, callbacks, opening = self._take_waiters_locked()
